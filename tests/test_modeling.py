@@ -12,16 +12,6 @@ from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassif
 from mnist_vit import MnistViTConfig, MnistViTForImageClassification, MnistViTImageProcessor, MnistViTModel
 
 
-@pytest.fixture(scope="module")
-def mnist_train_digits() -> tuple[np.ndarray, np.ndarray]:
-    """The first 64 MNIST training digits and their labels."""
-    from conftest import MNIST_DIR, read_idx
-
-    images = read_idx(MNIST_DIR / "train-images-idx3-ubyte.gz")[:64]
-    labels = read_idx(MNIST_DIR / "train-labels-idx1-ubyte.gz")[:64]
-    return images, labels
-
-
 def tiny_config(**overrides) -> MnistViTConfig:
     return MnistViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, **overrides)
 

@@ -1,0 +1,161 @@
+"""Evaluation output: the metric module, per-class scores and the files written after a test run.
+
+`write_report` turns a test set's images, labels and logits into
+`<prefix>_results.json`, `classification_report.txt`, `confusion_matrix.png` and `misclassified.png`.
+Figures are drawn on `matplotlib.figure.Figure` objects, which need no pyplot and no display.
+"""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import evaluate
+import numpy as np
+from matplotlib.figure import Figure
+
+from .metrics.classification_metrics import confusion_matrix, per_class_scores
+
+METRICS_PATH = str(Path(__file__).resolve().parent / "metrics" / "classification_metrics.py")
+MAX_MISCLASSIFIED_SHOWN = 100
+MISCLASSIFIED_COLUMNS = 10
+
+
+def load_metric() -> evaluate.EvaluationModule:
+    """The project's `evaluate` metric (accuracy, macro precision / recall / F1), loaded by path: no Hub needed."""
+    return evaluate.load(METRICS_PATH)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def per_class_metrics(predictions, references, label_names: list[str]) -> dict[str, dict[str, float]]:
+    """{label name: {"precision", "recall", "f1", "support"}} for every class."""
+    scores = per_class_scores(confusion_matrix(predictions, references, len(label_names)))
+    return {
+        name: {
+            "precision": float(scores["precision"][i]),
+            "recall": float(scores["recall"][i]),
+            "f1": float(scores["f1"][i]),
+            "support": int(scores["support"][i]),
+        }
+        for i, name in enumerate(label_names)
+    }
+
+
+def classification_report_text(confusion: np.ndarray, label_names: list[str]) -> str:
+    """A table like scikit-learn's `classification_report`: per class, then accuracy, macro and weighted averages."""
+    scores = per_class_scores(confusion)
+    precision, recall, f1, support = scores["precision"], scores["recall"], scores["f1"], scores["support"]
+    total = int(support.sum())
+    width = max(len("weighted avg"), *(len(name) for name in label_names))
+    row = f"{{:>{width}}} {{:>9}} {{:>9}} {{:>9}} {{:>9}}"
+
+    def scores_row(name: str, *values: float, count: int) -> str:
+        return row.format(name, *(f"{value:.4f}" for value in values), count)
+
+    lines = [row.format("", "precision", "recall", "f1-score", "support"), ""]
+    lines += [scores_row(name, precision[i], recall[i], f1[i], count=support[i]) for i, name in enumerate(label_names)]
+    weights = support / max(total, 1)
+    lines += [
+        "",
+        row.format("accuracy", "", "", f"{np.trace(confusion) / max(total, 1):.4f}", total),
+        scores_row("macro avg", precision.mean(), recall.mean(), f1.mean(), count=total),
+        scores_row("weighted avg", weights @ precision, weights @ recall, weights @ f1, count=total),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def most_confident_mistakes(
+    labels: np.ndarray, probabilities: np.ndarray, limit: int = MAX_MISCLASSIFIED_SHOWN
+) -> np.ndarray:
+    """Indices of the wrongly predicted examples, the most confident prediction first, at most `limit`."""
+    predictions = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predictions != labels)
+    confidence = probabilities[wrong, predictions[wrong]]
+    return wrong[np.argsort(-confidence, kind="stable")][:limit]
+
+
+def write_report(
+    output_dir: str | os.PathLike,
+    images: np.ndarray,
+    labels: np.ndarray,
+    logits: np.ndarray,
+    label_names: list[str],
+    prefix: str = "test",
+    extra_metrics: dict | None = None,
+) -> dict:
+    """Write the evaluation files of one split to `output_dir` and return the metrics written.
+
+    images: uint8 (N, H, W); labels: (N,); logits: (N, C). The JSON holds `<prefix>_accuracy`,
+    `<prefix>_precision_macro`, `<prefix>_recall_macro`, `<prefix>_f1_macro`, `<prefix>_per_class`
+    and `<prefix>_confusion_matrix` (rows = true class, columns = predicted), merged with
+    `extra_metrics`: pass `Trainer.predict(...).metrics` here (its loss and runtime) rather than
+    calling `trainer.save_metrics(prefix, ...)`, which would overwrite `<prefix>_results.json`.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    labels = np.asarray(labels).astype(np.int64)
+    probabilities = softmax(np.asarray(logits, dtype=np.float64))
+    predictions = probabilities.argmax(axis=1)
+    confusion = confusion_matrix(predictions, labels, len(label_names))
+    per_class = per_class_metrics(predictions, labels, label_names)
+
+    metrics = dict(extra_metrics or {})
+    metrics[f"{prefix}_accuracy"] = float(np.mean(predictions == labels))
+    for key in ("precision", "recall", "f1"):
+        metrics[f"{prefix}_{key}_macro"] = float(np.mean([scores[key] for scores in per_class.values()]))
+    metrics[f"{prefix}_per_class"] = per_class
+    metrics[f"{prefix}_confusion_matrix"] = confusion.tolist()
+
+    (output_dir / f"{prefix}_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (output_dir / "classification_report.txt").write_text(classification_report_text(confusion, label_names))
+    plot_confusion_matrix(confusion, label_names).savefig(output_dir / "confusion_matrix.png", dpi=100)
+    mistakes = most_confident_mistakes(labels, probabilities)
+    mistakes_figure = plot_misclassified(np.asarray(images), labels, probabilities, mistakes, label_names)
+    mistakes_figure.savefig(output_dir / "misclassified.png", dpi=100)
+    return metrics
+
+
+def plot_confusion_matrix(confusion: np.ndarray, label_names: list[str]) -> Figure:
+    """Counts as a heat map, annotated, rows = true class, columns = predicted class."""
+    size = max(4.0, 0.6 * len(label_names) + 2)
+    figure = Figure(figsize=(size, size), layout="constrained")
+    axes = figure.add_subplot()
+    axes.imshow(confusion, cmap="Blues")
+    ticks = range(len(label_names))
+    axes.set(xticks=ticks, yticks=ticks, xticklabels=label_names, yticklabels=label_names)
+    axes.set(xlabel="predicted", ylabel="true")
+    total = confusion.sum()
+    accuracy = np.trace(confusion) / total if total else 0.0
+    axes.set_title(f"confusion matrix: {total} examples, accuracy {accuracy:.2%}")
+    # Dark cells get white text so every count stays readable.
+    threshold = confusion.max() / 2
+    for (true, predicted), count in np.ndenumerate(confusion):
+        color = "white" if count > threshold else "black"
+        axes.text(predicted, true, str(count), ha="center", va="center", fontsize=8, color=color)
+    return figure
+
+
+def plot_misclassified(
+    images: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, indices: np.ndarray, label_names: list[str]
+) -> Figure:
+    """A grid of the examples at `indices`, titled "true 7 / pred 2 (0.98)"; a note when there are none."""
+    if len(indices) == 0:
+        figure = Figure(figsize=(4, 2))
+        figure.text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=16)
+        return figure
+    columns = min(MISCLASSIFIED_COLUMNS, len(indices))
+    rows = math.ceil(len(indices) / columns)
+    figure = Figure(figsize=(1.3 * columns, 1.5 * rows), layout="constrained")
+    for position, index in enumerate(indices):
+        axes = figure.add_subplot(rows, columns, position + 1)
+        predicted = probabilities[index].argmax()
+        confidence = probabilities[index, predicted]
+        axes.imshow(images[index], cmap="gray", vmin=0, vmax=255)
+        title = f"true {label_names[labels[index]]} / pred {label_names[predicted]} ({confidence:.2f})"
+        axes.set_title(title, fontsize=7)
+        axes.axis("off")
+    return figure

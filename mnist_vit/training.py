@@ -1,0 +1,262 @@
+"""Training with the Hugging Face `Trainer`: arguments, model, metrics, resume rules and the final report.
+
+`train.py` parses the three argument dataclasses here (or a JSON/YAML recipe) and calls `run`.
+The Trainer brings everything else: one CPU, one GPU, or many processes under `accelerate launch`
+or `torchrun`; bf16, `torch.compile`, logging to TensorBoard; checkpoints and resume.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+import numpy as np
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+from .configuration_mnist_vit import MnistViTConfig
+from .data import (
+    MNIST_HUB_NAME,
+    Augmentation,
+    collate_batch,
+    limit_samples,
+    load_image_dataset,
+    split_train_validation,
+    to_pixel_arrays,
+)
+from .image_processing_mnist_vit import MnistViTImageProcessor
+from .modeling_mnist_vit import MnistViTForImageClassification
+from .report import load_metric, write_report
+
+
+class UserError(Exception):
+    """A mistake in the command line or the files it names: printed as one sentence, no traceback."""
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Fine-tune (or evaluate) a trained model: a folder or a Hub repo id."}
+    )
+    patch_size: int | None = field(default=None, metadata={"help": "Size overrides for a new model."})
+    hidden_size: int | None = None
+    num_hidden_layers: int | None = None
+    num_attention_heads: int | None = None
+    intermediate_size: int | None = None
+    hidden_dropout_prob: float | None = None
+    attention_probs_dropout_prob: float | None = None
+
+    def config_overrides(self) -> dict:
+        names = ("patch_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+        names += ("hidden_dropout_prob", "attention_probs_dropout_prob")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str = field(default=MNIST_HUB_NAME, metadata={"help": "A Hub image-classification dataset."})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "A folder with MNIST's four IDX files (gzipped or not), or an image folder."}
+    )
+    validation_size: int = field(default=5000, metadata={"help": "Examples held out of train for validation."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N examples only."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Validate and test on N examples only."})
+    rotation: float = field(default=10.0, metadata={"help": "Augmentation: max rotation in degrees (0: none)."})
+    translate: float = field(default=0.1, metadata={"help": "Augmentation: max shift, a fraction of the side."})
+    zoom: float = field(default=0.1, metadata={"help": "Augmentation: scale drawn from [1 - zoom, 1 + zoom]."})
+    shear: float = field(default=10.0, metadata={"help": "Augmentation: max horizontal shear in degrees."})
+    hflip: bool = field(default=False, metadata={"help": "Augmentation: mirror half the digits (hurts MNIST)."})
+    eval_only: bool = field(
+        default=False, metadata={"help": "Only evaluate --model_name_or_path on the test split and write the report."}
+    )
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after N evaluations without a better validation accuracy."}
+    )
+    hp_search_trials: int = field(
+        default=0, metadata={"help": "Search learning rate, weight decay and label smoothing with N Optuna trials."}
+    )
+
+    def augmentation(self) -> Augmentation:
+        return Augmentation(
+            rotation=self.rotation, translate=self.translate, scale=(1 - self.zoom, 1 + self.zoom),
+            shear=self.shear, hflip=self.hflip,
+        )
+
+
+@dataclass
+class MnistViTTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with this project's defaults: the original model's 10-epoch run, done well."""
+
+    output_dir: str = field(default="runs/mnist-vit", metadata={"help": "Where checkpoints and results go."})
+    num_train_epochs: float = 10.0
+    per_device_train_batch_size: int = 128
+    per_device_eval_batch_size: int = 512
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: float = 0.05
+    lr_scheduler_type: str = "cosine"
+    label_smoothing_factor: float = 0.1
+    eval_strategy: str = "epoch"
+    save_strategy: str = "epoch"
+    save_total_limit: int | None = 2
+    load_best_model_at_end: bool = True
+    metric_for_best_model: str | None = "accuracy"
+    logging_steps: float = 50
+    remove_unused_columns: bool = False  # the collator needs `pixel_values`, which the model's forward names too
+
+
+class AugmentingTrainer(Trainer):
+    """A Trainer that augments each training batch after it reached the model's device."""
+
+    def __init__(self, *args, augmentation: Augmentation, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.augmentation = augmentation
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            inputs = {**inputs, "pixel_values": self.augmentation(inputs["pixel_values"])}
+        return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+
+
+def load_data(data_args: DataArguments, image_size: int) -> datasets.DatasetDict:
+    try:
+        dataset = load_image_dataset(data_args.dataset_name, data_args.data_dir)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        raise UserError(str(err)) from err
+    dataset = split_train_validation(dataset, data_args.validation_size, seed=42)
+    dataset = limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples)
+    return to_pixel_arrays(dataset, image_size)
+
+
+def label_maps(label_names: list[str]) -> dict:
+    return {"id2label": dict(enumerate(label_names)), "label2id": {name: i for i, name in enumerate(label_names)}}
+
+
+def build_model(model_args: ModelArguments, label_names: list[str]) -> MnistViTForImageClassification:
+    """A new model of the requested size, or the trained one with a new head if its labels differ."""
+    if model_args.model_name_or_path is None:
+        return MnistViTForImageClassification(MnistViTConfig(**model_args.config_overrides(), **label_maps(label_names)))
+    try:
+        model = MnistViTForImageClassification.from_pretrained(model_args.model_name_or_path)
+    except OSError as err:
+        raise UserError(f"Could not load a model from {model_args.model_name_or_path!r}: {err}") from err
+    if list(model.config.id2label.values()) != label_names:
+        model = MnistViTForImageClassification.from_pretrained(
+            model_args.model_name_or_path, ignore_mismatched_sizes=True,
+            num_labels=len(label_names), **label_maps(label_names),
+        )
+    return model
+
+
+def compute_metrics_fn(num_labels: int):
+    metric = load_metric()
+
+    def compute_metrics(eval_prediction) -> dict:
+        predictions = np.argmax(eval_prediction.predictions, axis=-1)
+        return metric.compute(predictions=predictions, references=eval_prediction.label_ids, num_labels=num_labels)
+
+    return compute_metrics
+
+
+def checkpoint_to_resume(training_args: TrainingArguments, config: MnistViTConfig) -> str | None:
+    """The checkpoint to resume from: `--resume_from_checkpoint`, else the last one in `--output_dir`.
+
+    Refuses an `--output_dir` that holds a finished run, or checkpoints of another architecture,
+    rather than overwrite or mix them.
+    """
+    output_dir = Path(training_args.output_dir)
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is None and output_dir.is_dir():
+        checkpoint = get_last_checkpoint(str(output_dir))
+        if checkpoint is None and (output_dir / "model.safetensors").exists():
+            raise UserError(
+                f"{output_dir} already holds a trained model. Choose another --output_dir, or fine-tune it "
+                f"with --model_name_or_path {output_dir} --output_dir NEW_DIR."
+            )
+    if checkpoint is None:
+        return None
+    if not (Path(checkpoint) / "config.json").exists():
+        raise UserError(f"{checkpoint} is not a checkpoint of this project (it has no config.json).")
+    saved = json.loads((Path(checkpoint) / "config.json").read_text())
+    wanted = config.to_dict()
+    different = {
+        key: (saved.get(key), wanted[key])
+        for key in ("model_type", "image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
+                    "num_attention_heads", "intermediate_size", "id2label")
+        if saved.get(key) != wanted.get(key)
+    }
+    if different:
+        details = ", ".join(f"{key}={old} there but {new} now" for key, (old, new) in different.items())
+        raise UserError(
+            f"{checkpoint} was trained with other settings ({details}). To resume it, pass the same settings; "
+            f"to start a new run, choose another --output_dir."
+        )
+    return checkpoint
+
+
+def optuna_hp_space(trial) -> dict:
+    return {
+        "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 0.0, 0.1),
+        "label_smoothing_factor": trial.suggest_float("label_smoothing_factor", 0.0, 0.2),
+    }
+
+
+def search_hyperparameters(trainer: Trainer, trials: int, output_dir: Path) -> dict:
+    """Optuna search of `optuna_hp_space`, maximising validation accuracy; the best goes to a JSON file."""
+    best = trainer.hyperparameter_search(
+        hp_space=optuna_hp_space, n_trials=trials, direction="maximize", backend="optuna",
+        compute_objective=lambda metrics: metrics["eval_accuracy"],
+    )
+    result = {"eval_accuracy": best.objective, "hyperparameters": best.hyperparameters}
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "best_hyperparameters.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict:
+    """Train (or only evaluate), then write the model and the full report on the test split to `--output_dir`."""
+    if data_args.eval_only and model_args.model_name_or_path is None:
+        raise UserError("--eval_only needs --model_name_or_path: the trained model to evaluate.")
+    image_size = MnistViTConfig().image_size
+    dataset = load_data(data_args, image_size)
+    label_names = dataset["train"].features["label"].names
+    model = build_model(model_args, label_names)
+    output_dir = Path(training_args.output_dir)
+    resume = None if data_args.eval_only else checkpoint_to_resume(training_args, model.config)
+
+    callbacks = []
+    if data_args.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
+    trainer = AugmentingTrainer(
+        model=None if data_args.hp_search_trials else model,
+        model_init=(lambda trial: build_model(model_args, label_names)) if data_args.hp_search_trials else None,
+        args=training_args,
+        data_collator=collate_batch,
+        train_dataset=dataset["train"],
+        eval_dataset=dataset["validation"],
+        processing_class=MnistViTImageProcessor(),
+        compute_metrics=compute_metrics_fn(len(label_names)),
+        callbacks=callbacks,
+        augmentation=data_args.augmentation(),
+    )
+    if data_args.hp_search_trials:
+        return search_hyperparameters(trainer, data_args.hp_search_trials, output_dir)
+
+    if not data_args.eval_only:
+        train_result = trainer.train(resume_from_checkpoint=resume)
+        trainer.save_model()  # the best model, its image processor and its code
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_metrics("eval", trainer.evaluate())
+        trainer.save_state()
+
+    prediction = trainer.predict(dataset["test"], metric_key_prefix="test")
+    results = dict(prediction.metrics)
+    if trainer.is_world_process_zero():
+        test = dataset["test"].with_format("numpy")
+        results = write_report(
+            output_dir, test["pixel_values"], test["label"], prediction.predictions, label_names,
+            extra_metrics=prediction.metrics,
+        )
+    return results

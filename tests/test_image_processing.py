@@ -1,0 +1,266 @@
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+from transformers import AutoImageProcessor, pipeline
+
+from mnist_vit import MnistViTConfig, MnistViTForImageClassification
+from mnist_vit.image_processing_mnist_vit import MnistViTImageProcessor
+
+MEAN, STD = 0.1307, 0.3081
+
+
+def pixels(processor, images, **kwargs) -> np.ndarray:
+    return processor(images, return_tensors="np", **kwargs)["pixel_values"]
+
+
+def unnormalized(processor, images) -> np.ndarray:
+    """(B, 28, 28) in [0, 1]: the processor's output with the normalisation undone."""
+    return pixels(processor, images)[:, 0] * STD + MEAN
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def correlation_up_to_a_pixel(a: np.ndarray, b: np.ndarray) -> float:
+    """The best correlation of `a` shifted by at most one pixel each way with `b`."""
+    return max(correlation(np.roll(a, (dy, dx), axis=(0, 1)), b) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def ink_box(image: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the nonzero pixels."""
+    rows, cols = np.nonzero(image.any(axis=1))[0], np.nonzero(image.any(axis=0))[0]
+    return rows[0], cols[0], rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def upload(digit: np.ndarray) -> Image.Image:
+    """The digit as a user might upload it: black on white, 6x larger, off-centre on a 320x240 page."""
+    enlarged = Image.fromarray(255 - digit).resize((168, 168), Image.Resampling.BILINEAR)
+    page = Image.new("L", (320, 240), 255)
+    page.paste(enlarged, (120, 20))
+    return page
+
+
+def on_coloured_paper(page: Image.Image) -> Image.Image:
+    whiteness = np.asarray(page, dtype=np.float32)[..., None] / 255
+    ink, paper = np.array([20, 30, 90]), np.array([250, 235, 170])  # dark blue on pale yellow
+    return Image.fromarray((paper * whiteness + ink * (1 - whiteness)).astype(np.uint8))
+
+
+def ink_on_transparency(page: Image.Image, ink_level: int) -> Image.Image:
+    """RGBA drawing: ink of one colour whose alpha carries the stroke, fully transparent elsewhere."""
+    alpha = 255 - np.asarray(page)
+    return Image.fromarray(np.dstack([np.full_like(alpha, ink_level)] * 3 + [alpha]))
+
+
+def on_noisy_grey_paper(page: Image.Image) -> Image.Image:
+    """Like a photo: grey pencil on grey paper, with camera noise."""
+    whiteness = np.asarray(page, dtype=np.float32) / 255
+    noise = np.random.default_rng(0).normal(0, 2, whiteness.shape)
+    return Image.fromarray(np.clip(60 + 130 * whiteness + noise, 0, 255).astype(np.uint8))
+
+
+def as_jpeg(page: Image.Image) -> Image.Image:
+    buffer = io.BytesIO()
+    page.save(buffer, "JPEG", quality=75)  # rings faintly around the strokes
+    return Image.open(buffer)
+
+
+UPLOADS = {
+    "L": lambda page: page,
+    "L thickened": lambda page: page.filter(ImageFilter.MinFilter(3)),  # min of black on white = max of the ink
+    "L JPEG": as_jpeg,
+    "L noisy grey paper": on_noisy_grey_paper,
+    "RGB coloured paper": on_coloured_paper,
+    "RGBA black ink": lambda page: ink_on_transparency(page, 0),
+    "RGBA white ink": lambda page: ink_on_transparency(page, 255),
+    "P": lambda page: page.convert("P"),
+    "I;16": lambda page: Image.fromarray(np.asarray(page).astype(np.uint16) * 257),
+    "1": lambda page: page.convert("1", dither=Image.Dither.NONE),
+}
+
+
+@pytest.fixture
+def processor():
+    return MnistViTImageProcessor()
+
+
+def test_mnist_digits_pass_through_unchanged(processor, mnist_test_digits):
+    images, _ = mnist_test_digits
+    out = processor(list(images), return_tensors="pt")["pixel_values"]
+    assert out.shape == (len(images), 1, 28, 28) and out.dtype == torch.float32
+    back = out[:, 0].numpy() * STD + MEAN
+    for digit, result in zip(images, back):
+        assert correlation(result, digit) > 0.95
+
+
+@pytest.mark.parametrize("name", UPLOADS)
+def test_uploaded_pictures_become_the_mnist_digit(processor, mnist_test_digits, name):
+    images, _ = mnist_test_digits
+    pictures = [UPLOADS[name](upload(digit)) for digit in images]
+    assert pictures[0].mode == name.split()[0]
+    results = unnormalized(processor, pictures)
+    # MNIST places the centre of mass to the nearest pixel, so a blurred enlargement may come back one pixel
+    # off, which a thin digit feels: each digit must match up to a pixel, the sample as a whole exactly.
+    assert np.mean([correlation(result, digit) for result, digit in zip(results, images)]) > 0.9
+    assert min(correlation_up_to_a_pixel(result, digit) for result, digit in zip(results, images)) > 0.8
+
+
+def test_faint_ink_comes_back_at_full_strength(processor, mnist_test_digits):
+    digit = mnist_test_digits[0][0]
+    pencil = (255 - 0.4 * digit).astype(np.uint8)  # light grey strokes on white
+    np.testing.assert_allclose(unnormalized(processor, pencil), unnormalized(processor, digit), atol=0.02)
+
+
+def test_array_and_tensor_layouts_give_the_same_digit(processor, mnist_test_digits):
+    digit = mnist_test_digits[0][0]
+    as_float = digit.astype(np.float32) / 255
+    inputs = {
+        "HxW uint8": digit,
+        "HxWx1 uint8": digit[..., None],
+        "HxWx3 uint8": np.stack([digit] * 3, axis=-1),
+        "3xHxW uint8": np.stack([digit] * 3),
+        "HxW float32": as_float,
+        "1xHxW float64": as_float[None].astype(np.float64),
+        "HxWx4 float, opaque": np.dstack([as_float] * 3 + [np.ones_like(as_float)]),
+        "tensor HxW uint8": torch.from_numpy(digit),
+        "tensor 1xHxW float": torch.from_numpy(as_float)[None],
+        "tensor 3xHxW uint8": torch.from_numpy(np.stack([digit] * 3)),
+    }
+    expected = pixels(processor, Image.fromarray(digit))
+    for name, image in inputs.items():
+        np.testing.assert_allclose(pixels(processor, image), expected, atol=1e-4, err_msg=name)
+
+
+def test_lists_and_4d_arrays_are_batches(processor, mnist_test_digits):
+    images, _ = mnist_test_digits
+    mixed = [upload(images[0]), images[1], torch.from_numpy(images[2])]
+    assert pixels(processor, mixed).shape == (3, 1, 28, 28)
+    assert pixels(processor, images[:5, None]).shape == (5, 1, 28, 28)  # (B, C, H, W)
+    assert pixels(processor, torch.from_numpy(images[:4, ..., None])).shape == (4, 1, 28, 28)  # (B, H, W, C)
+    np.testing.assert_array_equal(pixels(processor, [images[3]]), pixels(processor, images[3]))
+
+
+@pytest.mark.parametrize(
+    "blank",
+    [
+        Image.new("L", (100, 80), 255),
+        Image.new("RGB", (28, 28)),
+        Image.new("RGBA", (50, 50), (0, 0, 0, 0)),
+        np.full((28, 28), 0.5, dtype=np.float32),
+    ],
+    ids=["white", "black", "transparent", "grey"],
+)
+def test_blank_picture_gives_plain_background(processor, blank):
+    out = pixels(processor, blank)
+    assert out.shape == (1, 1, 28, 28)
+    np.testing.assert_allclose(out, (0 - MEAN) / STD, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("digit.png", "Expected a PIL image, a numpy array or a torch tensor .* got str"),
+        ({"pixel_values": np.zeros((28, 28))}, "got dict"),
+        (None, "got NoneType"),
+        ([], "empty list of images"),
+        (np.zeros((0, 28), dtype=np.uint8), r"empty image of shape \(0, 28\)"),
+        (np.full((28, 28), np.nan, dtype=np.float32), "NaN"),
+        (np.zeros(28, dtype=np.uint8), r"Expected an image of shape \(H, W\), \(H, W, C\) or \(C, H, W\)"),
+        (np.zeros((2, 1, 1, 28, 28), dtype=np.uint8), "Expected an image of shape"),
+        (np.zeros((28, 28, 7), dtype=np.uint8), "Cannot find the channels"),
+        (np.full((28, 28), 2.0), r"Float images must hold values in \[0, 1\]"),
+        (np.full((28, 28), 300), r"Integer images must hold values in \[0, 255\]"),
+        (np.array([["a"]]), "numeric type"),
+    ],
+    ids=["str", "dict", "None", "empty list", "0-size", "NaN", "1-D", "5-D"]
+    + ["7 channels", "float>1", "int>255", "strings"],
+)
+def test_bad_input_raises_a_clear_value_error(processor, bad, message):
+    with pytest.raises(ValueError, match=message):
+        processor(bad, return_tensors="pt")
+
+
+def test_save_and_load_keep_the_settings(tmp_path, mnist_test_digits):
+    processor = MnistViTImageProcessor(
+        digit_size=16, do_center=False, num_channels=3, image_mean=[0.5], image_std=[0.5]
+    )
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert saved["digit_size"] == 16 and saved["do_center"] is False and saved["num_channels"] == 3
+    assert saved["auto_map"]["AutoImageProcessor"] == "image_processing_mnist_vit.MnistViTImageProcessor"
+    assert (tmp_path / "image_processing_mnist_vit.py").exists()  # copied as remote code
+
+    picture = upload(mnist_test_digits[0][0])
+    for loaded in [MnistViTImageProcessor.from_pretrained(tmp_path), AutoImageProcessor.from_pretrained(tmp_path)]:
+        assert isinstance(loaded, MnistViTImageProcessor)
+        assert loaded.to_dict() == processor.to_dict()
+        np.testing.assert_array_equal(pixels(loaded, picture), pixels(processor, picture))
+
+
+def test_call_arguments_override_the_settings(processor, mnist_test_digits):
+    digit = mnist_test_digits[0][0]
+    out = pixels(processor, digit, digit_size=14, num_channels=3, do_normalize=False)
+    assert out.shape == (1, 3, 28, 28)
+    assert max(ink_box(out[0, 0])[2:]) == 14
+
+
+def test_with_every_step_off_the_picture_is_kept_as_it_is(mnist_test_digits):
+    digit = mnist_test_digits[0][0]
+    steps_off = dict(do_crop=False, do_resize=False, do_center=False, do_rescale=False, do_normalize=False)
+    kept = pixels(MnistViTImageProcessor(do_invert=False, **steps_off), 255 - digit)
+    inverted = pixels(MnistViTImageProcessor(do_invert=True, **steps_off), 255 - digit)
+    np.testing.assert_array_equal(kept[0, 0], 255 - digit)
+    np.testing.assert_allclose(inverted[0, 0], digit, atol=1e-3)
+
+
+def test_without_centre_of_mass_the_ink_box_is_centred(mnist_test_digits):
+    images, _ = mnist_test_digits
+    by_mass = pixels(MnistViTImageProcessor(do_normalize=False), list(images))[:, 0]
+    by_box = pixels(MnistViTImageProcessor(do_normalize=False, do_center=False), list(images))[:, 0]
+    rows, cols = np.arange(28), np.arange(28)
+    for mass_centred, box_centred in zip(by_mass, by_box):
+        assert abs(mass_centred.sum(axis=1) @ rows / mass_centred.sum() - 14) <= 0.5
+        assert abs(mass_centred.sum(axis=0) @ cols / mass_centred.sum() - 14) <= 0.5
+        top, left, height, width = ink_box(box_centred)
+        assert (top, left) == ((28 - height) // 2, (28 - width) // 2)
+    assert not np.array_equal(by_mass, by_box)
+
+
+def test_crop_and_resize_set_the_digit_size(mnist_test_digits):
+    digit = mnist_test_digits[0][0]
+    corner = np.zeros((56, 56), dtype=np.uint8)
+    corner[:28, 28:] = digit  # the digit in a corner of a canvas twice its size
+    small = np.zeros((40, 40), dtype=np.uint8)
+    small[5:19, 20:34] = np.asarray(Image.fromarray(digit).resize((14, 14), Image.Resampling.BOX))
+
+    def digit_size(picture, **steps) -> int:
+        out = pixels(MnistViTImageProcessor(do_normalize=False, **steps), picture)[0, 0]
+        return max(ink_box(out > 0.05)[2:])  # above resampling's faint fringe
+
+    assert digit_size(corner) == 20
+    assert 8 <= digit_size(corner, do_crop=False) <= 12  # the whole canvas is scaled to 20, the digit to about 10
+    assert digit_size(small) == 20
+    assert digit_size(small, do_resize=False) == max(ink_box(small > 0.05 * 255)[2:])
+
+
+def test_rescale_normalize_and_channels(mnist_test_digits):
+    digit = mnist_test_digits[0][0]
+    raw = pixels(MnistViTImageProcessor(do_rescale=False, do_normalize=False), digit)
+    unit = pixels(MnistViTImageProcessor(do_normalize=False), digit)
+    rgb = pixels(MnistViTImageProcessor(num_channels=3), digit)
+    assert raw.max() == pytest.approx(255) and unit.max() == pytest.approx(1)
+    assert rgb.shape == (1, 3, 28, 28)
+    np.testing.assert_allclose(rgb[:, 1:], rgb[:, :1].repeat(2, axis=1))
+    np.testing.assert_allclose(rgb[:, :1], (unit - MEAN) / STD, rtol=1e-5)
+
+
+def test_image_classification_pipeline_uses_the_processor(mnist_test_digits):
+    model = MnistViTForImageClassification(MnistViTConfig()).eval()
+    classify = pipeline("image-classification", model=model, image_processor=MnistViTImageProcessor())
+    predictions = classify(upload(mnist_test_digits[0][0]), top_k=10)
+    assert sorted(p["label"] for p in predictions) == [str(digit) for digit in range(10)]

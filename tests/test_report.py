@@ -1,0 +1,122 @@
+"""mnist_vit.report and the local `evaluate` metric module."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_vit import report
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DIGIT_NAMES = [str(digit) for digit in range(10)]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A hand example: per class (precision, recall) = 0: (1, 1/2), 1: (1/2, 1/2), 2: (2/3, 1).
+PREDICTIONS = [0, 1, 1, 2, 2, 2]
+REFERENCES = [0, 1, 0, 2, 2, 1]
+
+
+def test_metric_module_loads_by_path_offline(tmp_path):
+    script = (
+        "import json; from mnist_vit.report import load_metric; metric = load_metric(); "
+        f"print(json.dumps([metric.compute(predictions={PREDICTIONS}, references={REFERENCES}), "
+        "metric.compute(predictions=[0, 1, 1], references=[0, 1, 0], num_labels=4)]))"
+    )
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path), "HF_METRICS_CACHE": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    occurring, all_four = json.loads(result.stdout.splitlines()[-1])
+    f1 = [2 / 3, 1 / 2, 4 / 5]
+    assert occurring == pytest.approx(
+        {"accuracy": 4 / 6, "precision_macro": 13 / 18, "recall_macro": 2 / 3, "f1_macro": sum(f1) / 3}
+    )
+    # With num_labels=4, the absent classes 2 and 3 count as zeros in the macro averages.
+    assert all_four == pytest.approx(
+        {"accuracy": 2 / 3, "precision_macro": 1.5 / 4, "recall_macro": 1.5 / 4, "f1_macro": (2 / 3 + 2 / 3) / 4}
+    )
+
+
+def test_per_class_metrics_by_hand():
+    per_class = report.per_class_metrics(PREDICTIONS, REFERENCES, ["zero", "one", "two", "three"])
+    assert per_class == {
+        "zero": pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2}),
+        "one": pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}),
+        "two": pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "support": 2}),
+        "three": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0},
+    }
+
+
+def logits_for(predictions: np.ndarray, confidences: np.ndarray) -> np.ndarray:
+    """Logits over 10 classes whose softmax puts `confidence` on `prediction` and spreads the rest evenly."""
+    rest = (1 - confidences) / 9
+    probabilities = np.repeat(rest[:, None], 10, axis=1)
+    probabilities[np.arange(len(predictions)), predictions] = confidences
+    return np.log(probabilities)
+
+
+@pytest.fixture
+def predicted_digits(mnist_test_digits):
+    """The 32 test digits with predictions: right except at indices 3, 10 and 20, with known confidences."""
+    images, labels = mnist_test_digits
+    predictions = labels.astype(np.int64).copy()
+    confidences = np.full(len(labels), 0.9)
+    for index, confidence in ((3, 0.55), (10, 0.95), (20, 0.7)):
+        predictions[index] = (labels[index] + 1) % 10
+        confidences[index] = confidence
+    return images, labels, logits_for(predictions, confidences)
+
+
+def test_write_report_files_and_numbers(tmp_path, predicted_digits):
+    images, labels, logits = predicted_digits
+    returned = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, extra_metrics={"test_loss": 0.25})
+    for name in ("confusion_matrix.png", "misclassified.png"):
+        assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE), name
+    written = json.loads((tmp_path / "test_results.json").read_text())
+    assert written == returned
+    assert written["test_loss"] == 0.25
+    assert written["test_accuracy"] == pytest.approx(29 / 32)
+    confusion = np.array(written["test_confusion_matrix"])
+    assert confusion.shape == (10, 10)
+    assert confusion.sum() == 32
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(written["test_accuracy"])
+    assert confusion.sum(axis=1).tolist() == np.bincount(labels, minlength=10).tolist()
+    per_class = written["test_per_class"]
+    assert sum(scores["support"] for scores in per_class.values()) == 32
+    f1_mean = np.mean([scores["f1"] for scores in per_class.values()])
+    assert written["test_f1_macro"] == pytest.approx(f1_mean)
+    assert {"test_precision_macro", "test_recall_macro"} <= set(written)
+    text = (tmp_path / "classification_report.txt").read_text()
+    lines = {line.split()[0]: line.split() for line in text.splitlines() if line.strip()}
+    assert lines["accuracy"][1:] == [f"{29 / 32:.4f}", "32"]
+    assert lines["7"][-1] == str(per_class["7"]["support"])
+    assert "macro" in lines and "weighted" in lines
+
+
+def test_mistakes_are_shown_most_confident_first(predicted_digits):
+    images, labels, logits = predicted_digits
+    probabilities = report.softmax(logits)
+    assert report.most_confident_mistakes(labels, probabilities).tolist() == [10, 20, 3]
+    assert report.most_confident_mistakes(labels, probabilities, limit=2).tolist() == [10, 20]
+    figure = report.plot_misclassified(images, labels, probabilities, np.array([10, 20, 3]), DIGIT_NAMES)
+    titles = [axes.get_title() for axes in figure.axes]
+    expected = [f"true {labels[i]} / pred {(labels[i] + 1) % 10} ({p:.2f})" for i, p in ((10, 0.95), (20, 0.7), (3, 0.55))]
+    assert titles == expected
+
+
+def test_no_mistakes_still_draws_a_picture(tmp_path, mnist_test_digits):
+    images, labels = mnist_test_digits
+    logits = logits_for(labels.astype(np.int64), np.full(len(labels), 0.99))
+    written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES)
+    assert written["test_accuracy"] == 1.0
+    assert (tmp_path / "misclassified.png").read_bytes().startswith(PNG_SIGNATURE)
+    figure = report.plot_misclassified(images, labels, report.softmax(logits), np.array([], dtype=np.int64), DIGIT_NAMES)
+    assert [text.get_text() for text in figure.texts] == ["no mistakes"]
+
+
+def test_prefix_names_the_file_and_the_keys(tmp_path, predicted_digits):
+    images, labels, logits = predicted_digits
+    written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, prefix="eval")
+    assert json.loads((tmp_path / "eval_results.json").read_text())["eval_accuracy"] == written["eval_accuracy"]
