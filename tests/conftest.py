@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,3 +30,25 @@ def mnist_train_digits() -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(MNIST_DIR / "train-images-idx3-ubyte.gz")[:64]
     labels = read_idx(MNIST_DIR / "train-labels-idx1-ubyte.gz")[:64]
     return images, labels
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+QUICK_RUN_FLAGS = [
+    "--max_train_samples", "2000", "--max_eval_samples", "200", "--validation_size", "500",
+    "--num_train_epochs", "1", "--per_device_train_batch_size", "64", "--disable_tqdm", "true",
+]
+
+
+def run_train(*flags: str, cwd: Path = REPO_ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python train.py FLAGS --data_dir <MNIST>` in a subprocess, as a user runs it."""
+    command = [sys.executable, str(REPO_ROOT / "train.py"), *flags, "--data_dir", str(MNIST_DIR)]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """The `--output_dir` of a real (one epoch, 2,000 digits) train.py run: model, processor, code, report."""
+    output_dir = tmp_path_factory.mktemp("trained_run") / "run"
+    result = run_train(*QUICK_RUN_FLAGS, "--output_dir", str(output_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output_dir
