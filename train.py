@@ -19,8 +19,13 @@ from mnist_vit.training import DataArguments, MnistViTTrainingArguments, ModelAr
 
 def recipe_flags(path: str) -> list[str]:
     """A JSON or YAML recipe (`key: value` per flag) as the command-line flags it stands for."""
-    with open(path) as file:
-        recipe = yaml.safe_load(file)  # JSON is YAML too
+    try:
+        with open(path) as file:
+            recipe = yaml.safe_load(file)  # JSON is YAML too
+    except (OSError, yaml.YAMLError) as err:
+        raise UserError(f"Could not read the recipe {path}: {err}") from err
+    if not isinstance(recipe, dict):
+        raise UserError(f"The recipe {path} must map flag names to values, e.g. `learning_rate: 0.001`.")
     flags = []
     for key, value in recipe.items():
         flags += [f"--{key}", *map(str, value if isinstance(value, list) else [value])]
@@ -31,18 +36,21 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Mni
     if argv and argv[0].endswith((".json", ".yaml", ".yml")):
         argv = recipe_flags(argv[0]) + argv[1:]  # later flags win
     parser = HfArgumentParser((ModelArguments, DataArguments, MnistViTTrainingArguments))
-    return parser.parse_args_into_dataclasses(argv)
+    try:
+        return parser.parse_args_into_dataclasses(argv)
+    except ValueError as err:  # TrainingArguments' checks of flag combinations
+        raise UserError(str(err)) from err
 
 
 def main(argv: list[str]) -> int:
-    model_args, data_args, training_args = parse_arguments(argv)
     try:
+        model_args, data_args, training_args = parse_arguments(argv)
         results = run(model_args, data_args, training_args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for key in ("test_accuracy", "test_f1_macro", "eval_accuracy", "hyperparameters"):
-        if key in results:
+        if key in results and training_args.process_index == 0:
             print(f"{key}: {results[key]}")
     return 0
 

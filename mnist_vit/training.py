@@ -12,7 +12,9 @@ from pathlib import Path
 import datasets
 import numpy as np
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import logging
 
 from .configuration_mnist_vit import MnistViTConfig
 from .data import (
@@ -27,6 +29,8 @@ from .data import (
 from .image_processing_mnist_vit import MnistViTImageProcessor
 from .modeling_mnist_vit import MnistViTForImageClassification
 from .report import load_metric, write_report
+
+logger = logging.get_logger(__name__)
 
 
 class UserError(Exception):
@@ -135,10 +139,14 @@ def label_maps(label_names: list[str]) -> dict:
 def build_model(model_args: ModelArguments, label_names: list[str]) -> MnistViTForImageClassification:
     """A new model of the requested size, or the trained one with a new head if its labels differ."""
     if model_args.model_name_or_path is None:
-        return MnistViTForImageClassification(MnistViTConfig(**model_args.config_overrides(), **label_maps(label_names)))
+        try:
+            config = MnistViTConfig(**model_args.config_overrides(), **label_maps(label_names))
+        except ValueError as err:
+            raise UserError(str(err)) from err
+        return MnistViTForImageClassification(config)
     try:
         model = MnistViTForImageClassification.from_pretrained(model_args.model_name_or_path)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         raise UserError(f"Could not load a model from {model_args.model_name_or_path!r}: {err}") from err
     if list(model.config.id2label.values()) != label_names:
         model = MnistViTForImageClassification.from_pretrained(
@@ -158,40 +166,56 @@ def compute_metrics_fn(num_labels: int):
     return compute_metrics
 
 
-def checkpoint_to_resume(training_args: TrainingArguments, config: MnistViTConfig) -> str | None:
-    """The checkpoint to resume from: `--resume_from_checkpoint`, else the last one in `--output_dir`.
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest `checkpoint-N` whose save finished. A process killed while saving leaves one without
+    `trainer_state.json` (the Trainer writes it last): that one is skipped, not deleted."""
+    steps = {path: path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-") for path in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")}
+    newest = None
+    for path in sorted((path for path, step in steps.items() if step.isdigit()), key=lambda path: int(steps[path])):
+        if (path / TRAINER_STATE_NAME).exists():
+            newest = path
+        else:
+            logger.warning(f"Skipping {path}: its save did not finish (the run was stopped while saving).")
+    return newest
 
-    Refuses an `--output_dir` that holds a finished run, or checkpoints of another architecture,
-    rather than overwrite or mix them.
+
+def checkpoint_to_resume(training_args: TrainingArguments, config: MnistViTConfig) -> Path | None:
+    """The checkpoint to resume from: `--resume_from_checkpoint`, else the last complete one in `--output_dir`.
+
+    Refuses an `--output_dir` that holds a finished run, or checkpoints of another model, rather than
+    overwrite or mix them.
     """
     output_dir = Path(training_args.output_dir)
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is None and output_dir.is_dir():
-        checkpoint = get_last_checkpoint(str(output_dir))
+    if training_args.resume_from_checkpoint is not None:
+        checkpoint = Path(training_args.resume_from_checkpoint)
+        if not (checkpoint / TRAINER_STATE_NAME).exists():
+            raise UserError(f"{checkpoint} is not a complete Trainer checkpoint (it has no {TRAINER_STATE_NAME}).")
+    elif output_dir.is_dir():
+        checkpoint = last_complete_checkpoint(output_dir)
         if checkpoint is None and (output_dir / "model.safetensors").exists():
             raise UserError(
                 f"{output_dir} already holds a trained model. Choose another --output_dir, or fine-tune it "
                 f"with --model_name_or_path {output_dir} --output_dir NEW_DIR."
             )
-    if checkpoint is None:
-        return None
-    if not (Path(checkpoint) / "config.json").exists():
-        raise UserError(f"{checkpoint} is not a checkpoint of this project (it has no config.json).")
-    saved = json.loads((Path(checkpoint) / "config.json").read_text())
-    wanted = config.to_dict()
-    different = {
-        key: (saved.get(key), wanted[key])
-        for key in ("model_type", "image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
-                    "num_attention_heads", "intermediate_size", "id2label")
-        if saved.get(key) != wanted.get(key)
-    }
-    if different:
-        details = ", ".join(f"{key}={old} there but {new} now" for key, (old, new) in different.items())
-        raise UserError(
-            f"{checkpoint} was trained with other settings ({details}). To resume it, pass the same settings; "
-            f"to start a new run, choose another --output_dir."
-        )
+    else:
+        checkpoint = None
+    if checkpoint is not None:
+        check_same_model(checkpoint, config)
     return checkpoint
+
+
+def check_same_model(checkpoint: Path, config: MnistViTConfig) -> None:
+    """Resuming a checkpoint of another architecture or label set would fail deep in torch: say so first."""
+    saved = json.loads((checkpoint / "config.json").read_text())
+    wanted = json.loads(config.to_json_string())
+    keys = ("model_type", "image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
+            "num_attention_heads", "intermediate_size", "id2label")
+    different = [f"{key}={saved.get(key)} there but {wanted.get(key)} now" for key in keys if saved.get(key) != wanted.get(key)]
+    if different:
+        raise UserError(
+            f"{checkpoint} was trained with other settings ({', '.join(different)}). To resume it, pass the "
+            f"same settings; to start a new run, choose another --output_dir."
+        )
 
 
 def optuna_hp_space(trial) -> dict:
@@ -245,7 +269,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         return search_hyperparameters(trainer, data_args.hp_search_trials, output_dir)
 
     if not data_args.eval_only:
-        train_result = trainer.train(resume_from_checkpoint=resume)
+        if resume is not None:
+            print(f"Resuming from {resume}")
+        train_result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         trainer.save_model()  # the best model, its image processor and its code
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_metrics("eval", trainer.evaluate())

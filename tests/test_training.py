@@ -1,0 +1,238 @@
+"""train.py end to end: real MNIST subsets, the real Trainer, real processes."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from transformers import AutoImageProcessor
+
+from conftest import MNIST_DIR, QUICK_RUN_FLAGS, REPO_ROOT, run_train
+from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
+from mnist_vit.training import ModelArguments, build_model
+
+sys.path.insert(0, str(REPO_ROOT))
+import train  # noqa: E402  (the entry point, for its argument parsing)
+
+# A smaller model than the default (hidden 64, 2 layers) so the accuracy run fits a test's budget.
+TINY_MODEL = ["--hidden_size", "64", "--num_hidden_layers", "2", "--intermediate_size", "256"]
+NO_AUGMENTATION = ["--rotation", "0", "--translate", "0", "--zoom", "0", "--shear", "0"]
+REPORT_FILES = [
+    "train_results.json", "eval_results.json", "test_results.json", "classification_report.txt",
+    "confusion_matrix.png", "misclassified.png", "model.safetensors", "config.json", "preprocessor_config.json",
+    "configuration_mnist_vit.py", "modeling_mnist_vit.py", "image_processing_mnist_vit.py",
+]
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr[-3000:]
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*")) if path.is_file()
+    }
+
+
+def test_short_run_reaches_85_percent_and_writes_the_full_report(tmp_path):
+    output_dir = tmp_path / "run"
+    result = run_train(
+        "--output_dir", str(output_dir), *TINY_MODEL, *NO_AUGMENTATION,
+        "--max_train_samples", "10000", "--max_eval_samples", "1000", "--num_train_epochs", "4",
+        "--per_device_train_batch_size", "32", "--learning_rate", "2e-3", "--weight_decay", "0",
+        "--label_smoothing_factor", "0", "--disable_tqdm", "true",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in REPORT_FILES:
+        assert (output_dir / name).is_file(), name
+
+    results = json.loads((output_dir / "test_results.json").read_text())
+    assert results["test_accuracy"] >= 0.85
+    assert {"test_f1_macro", "test_loss", "test_precision_macro", "test_recall_macro"} <= results.keys()
+    assert sorted(results["test_per_class"]) == [str(digit) for digit in range(10)]
+    confusion = np.array(results["test_confusion_matrix"])
+    assert confusion.shape == (10, 10) and confusion.sum() == 1000
+    assert np.trace(confusion) / confusion.sum() == pytest.approx(results["test_accuracy"])
+    assert "train_runtime" in json.loads((output_dir / "train_results.json").read_text())
+    assert "eval_accuracy" in json.loads((output_dir / "eval_results.json").read_text())
+    report = (output_dir / "classification_report.txt").read_text()
+    assert all(f"\n{digit:>12}" in report or f" {digit} " in report for digit in range(10)), report
+    for picture in ("confusion_matrix.png", "misclassified.png"):
+        assert Image.open(output_dir / picture).size[0] > 100
+
+    # the final folder is a model like any other: loadable, with its processor
+    model = MnistViTForImageClassification.from_pretrained(output_dir)
+    assert model.config.hidden_size == 64
+    assert isinstance(AutoImageProcessor.from_pretrained(output_dir), MnistViTImageProcessor)
+
+
+def test_eval_only_reproduces_the_test_report(trained_run, tmp_path):
+    output_dir = tmp_path / "evaluation"
+    result = run_train(
+        "--eval_only", "--model_name_or_path", str(trained_run), "--output_dir", str(output_dir),
+        "--max_eval_samples", "200", "--validation_size", "500",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = json.loads((trained_run / "test_results.json").read_text())
+    evaluated = json.loads((output_dir / "test_results.json").read_text())
+    assert evaluated["test_accuracy"] == trained["test_accuracy"]
+    assert evaluated["test_confusion_matrix"] == trained["test_confusion_matrix"]
+    assert (output_dir / "misclassified.png").is_file() and not (output_dir / "model.safetensors").exists()
+
+
+def test_resume_after_the_process_is_killed(tmp_path):
+    output_dir = tmp_path / "run"
+    flags = [
+        "--output_dir", str(output_dir), *TINY_MODEL, "--max_train_samples", "2000", "--max_eval_samples", "100",
+        "--validation_size", "500", "--max_steps", "40", "--per_device_train_batch_size", "16",
+        "--eval_strategy", "steps", "--eval_steps", "10", "--save_strategy", "steps", "--save_steps", "10",
+        "--save_total_limit", "10", "--disable_tqdm", "true", "--data_dir", str(MNIST_DIR),
+    ]
+    first = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "train.py"), *flags, "--logging_steps", "1"], cwd=REPO_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    # Every step logs a line; the first one logged after checkpoint-10 was saved is our cue
+    # to kill the run without warning.
+    first_state = output_dir / "checkpoint-10" / "trainer_state.json"
+    for _ in first.stdout:
+        if first_state.exists():
+            break
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert first_state.exists(), "the run ended before its first checkpoint"
+    assert not (output_dir / "checkpoint-40").exists()
+    killed_at = max(int(path.name.split("-")[1]) for path in output_dir.glob("checkpoint-*")
+                    if (path / "trainer_state.json").exists())
+
+    second = run_train(*flags[:-2])
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"Resuming from {output_dir / f'checkpoint-{killed_at}'}" in second.stdout
+    state = json.loads((output_dir / "checkpoint-40" / "trainer_state.json").read_text())
+    assert state["global_step"] == 40
+    # the evaluations logged before the kill are still in the history: the run went on, not over
+    evaluated_steps = [entry["step"] for entry in state["log_history"] if "eval_accuracy" in entry]
+    assert evaluated_steps[: killed_at // 10] == list(range(10, killed_at + 1, 10))
+
+
+def test_two_process_accelerate_run(tmp_path):
+    output_dir = tmp_path / "run"
+    command = [
+        # accelerate's multi-process launcher is `--multi_gpu`; `--use_cpu` makes the processes DDP over gloo
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO_ROOT / "train.py"), "--use_cpu", "true",
+        "--output_dir", str(output_dir), *TINY_MODEL, "--max_train_samples", "512", "--max_eval_samples", "100",
+        "--validation_size", "500", "--num_train_epochs", "1", "--per_device_train_batch_size", "32",
+        "--disable_tqdm", "true", "--data_dir", str(MNIST_DIR),
+    ]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    # 512 examples, 32 per process and step, 2 processes: 8 steps (one process alone would take 16)
+    assert state["global_step"] == 8
+    assert np.sum(json.loads((output_dir / "test_results.json").read_text())["test_confusion_matrix"]) == 100
+    assert result.stdout.count("test_accuracy:") == 1  # the report comes from the main process only
+
+
+def test_hyperparameter_search_with_two_trials(tmp_path):
+    output_dir = tmp_path / "search"
+    result = run_train(
+        "--output_dir", str(output_dir), *TINY_MODEL, "--hp_search_trials", "2", "--max_train_samples", "256",
+        "--max_eval_samples", "64", "--validation_size", "500", "--num_train_epochs", "1",
+        "--per_device_train_batch_size", "32", "--disable_tqdm", "true",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = json.loads((output_dir / "best_hyperparameters.json").read_text())
+    assert set(best["hyperparameters"]) == {"learning_rate", "weight_decay", "label_smoothing_factor"}
+    assert 0.0 <= best["eval_accuracy"] <= 1.0
+    assert len(list(output_dir.glob("run-*"))) == 2  # one folder per trial
+
+
+def test_fine_tuning_on_other_labels_replaces_only_the_head(trained_run):
+    trained = MnistViTForImageClassification.from_pretrained(trained_run)
+    model = build_model(ModelArguments(model_name_or_path=str(trained_run)), ["even", "odd"])
+    assert model.classifier.out_features == 2
+    assert model.config.id2label == {0: "even", 1: "odd"}
+    assert (model.vit.layers[0].mlp.fc1.weight == trained.vit.layers[0].mlp.fc1.weight).all()
+    same_labels = build_model(ModelArguments(model_name_or_path=str(trained_run)), [str(d) for d in range(10)])
+    assert (same_labels.classifier.weight == trained.classifier.weight).all()
+
+
+def test_recipes_parse_and_flags_after_them_win():
+    for recipe in sorted((REPO_ROOT / "recipes").glob("*.yaml")):
+        train.parse_arguments([str(recipe), "--output_dir", "unused"])
+    model_args, data_args, training_args = train.parse_arguments(
+        [str(REPO_ROOT / "recipes" / "small-2m.yaml"), "--num_train_epochs", "1", "--output_dir", "unused"]
+    )
+    assert model_args.patch_size == 4 and model_args.num_hidden_layers == 8
+    assert training_args.num_train_epochs == 1 and training_args.lr_scheduler_type == "cosine"
+    assert data_args.rotation == 10 and data_args.hflip is False
+
+
+# --- bad input: one sentence, exit status 2, nothing lost ---------------------------------------
+
+
+def test_hub_dataset_without_network_suggests_data_dir(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
+    command = [sys.executable, str(REPO_ROOT / "train.py"), "--output_dir", str(tmp_path / "run")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert_user_error(result, "'ylecun/mnist'", "--data_dir")
+
+
+def test_bad_data_folder_names_what_is_missing(tmp_path):
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(MNIST_DIR / "train-images-idx3-ubyte.gz", partial)
+    command = [sys.executable, str(REPO_ROOT / "train.py"), "--output_dir", str(tmp_path / "run"), "--data_dir"]
+    result = subprocess.run([*command, str(partial)], capture_output=True, text=True, timeout=300)
+    assert_user_error(result, "train-labels-idx1-ubyte")
+    result = subprocess.run([*command, str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=300)
+    assert_user_error(result, "nowhere")
+
+
+def test_output_dir_with_a_finished_run_is_left_alone(trained_run, tmp_path):
+    finished = tmp_path / "finished"  # a run whose checkpoints were cleaned up: only the final model is left
+    shutil.copytree(trained_run, finished, ignore=shutil.ignore_patterns("checkpoint-*"))
+    before = folder_digest(finished)
+    result = run_train("--output_dir", str(finished), *QUICK_RUN_FLAGS)
+    assert_user_error(result, "already holds a trained model", "--output_dir")
+    assert folder_digest(finished) == before
+
+
+def test_incompatible_checkpoint_says_what_to_do(trained_run, tmp_path):
+    output_dir = tmp_path / "run"
+    shutil.copytree(next(trained_run.glob("checkpoint-*")), output_dir / "checkpoint-5")
+    before = folder_digest(output_dir)
+    result = run_train("--output_dir", str(output_dir), *QUICK_RUN_FLAGS, "--patch_size", "4")
+    assert_user_error(result, "patch_size=7 there but 4 now", "choose another --output_dir")
+    assert folder_digest(output_dir) == before
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--eval_only"], "--eval_only needs --model_name_or_path"),
+        (["--model_name_or_path", "/no/such/model"], "Could not load a model from '/no/such/model'"),
+        (["--patch_size", "5"], "must be divisible by `patch_size`"),
+    ],
+)
+def test_bad_flags_give_one_sentence(flags, message, tmp_path):
+    result = run_train("--output_dir", str(tmp_path / "run"), *QUICK_RUN_FLAGS, *flags)
+    assert_user_error(result, message)
+
+
+def test_unreadable_recipe_gives_one_sentence(tmp_path):
+    command = [sys.executable, str(REPO_ROOT / "train.py"), str(tmp_path / "missing.yaml")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert_user_error(result, "Could not read the recipe")
