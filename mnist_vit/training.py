@@ -9,7 +9,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 import numpy as np
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
@@ -20,6 +19,7 @@ from .configuration_mnist_vit import MnistViTConfig
 from .data import (
     MNIST_HUB_NAME,
     Augmentation,
+    InMemorySplit,
     collate_batch,
     limit_samples,
     load_image_dataset,
@@ -106,7 +106,7 @@ class MnistViTTrainingArguments(TrainingArguments):
     load_best_model_at_end: bool = True
     metric_for_best_model: str | None = "accuracy"
     logging_steps: float = 50
-    remove_unused_columns: bool = False  # the collator needs `pixel_values`, which the model's forward names too
+    remove_unused_columns: bool = False  # True wraps the collator, which takes InMemorySplit's whole batches
 
 
 class AugmentingTrainer(Trainer):
@@ -122,14 +122,15 @@ class AugmentingTrainer(Trainer):
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
 
-def load_data(data_args: DataArguments, image_size: int) -> datasets.DatasetDict:
+def load_data(data_args: DataArguments, image_size: int) -> tuple[dict[str, InMemorySplit], list[str]]:
+    """The train, validation and test splits as tensors, and the label names."""
     try:
         dataset = load_image_dataset(data_args.dataset_name, data_args.data_dir)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise UserError(str(err)) from err
     dataset = split_train_validation(dataset, data_args.validation_size, seed=42)
-    dataset = limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples)
-    return to_pixel_arrays(dataset, image_size)
+    dataset = to_pixel_arrays(limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples), image_size)
+    return {name: InMemorySplit(split) for name, split in dataset.items()}, dataset["train"].features["label"].names
 
 
 def label_maps(label_names: list[str]) -> dict:
@@ -244,8 +245,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     if data_args.eval_only and model_args.model_name_or_path is None:
         raise UserError("--eval_only needs --model_name_or_path: the trained model to evaluate.")
     image_size = MnistViTConfig().image_size
-    dataset = load_data(data_args, image_size)
-    label_names = dataset["train"].features["label"].names
+    dataset, label_names = load_data(data_args, image_size)
     model = build_model(model_args, label_names)
     output_dir = Path(training_args.output_dir)
     resume = None if data_args.eval_only else checkpoint_to_resume(training_args, model.config)
@@ -280,9 +280,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     prediction = trainer.predict(dataset["test"], metric_key_prefix="test")
     results = dict(prediction.metrics)
     if trainer.is_world_process_zero():
-        test = dataset["test"].with_format("numpy")
+        test = dataset["test"]
         results = write_report(
-            output_dir, test["pixel_values"], test["label"], prediction.predictions, label_names,
+            output_dir, test.pixel_values.numpy(), test.labels.numpy(), prediction.predictions, label_names,
             extra_metrics=prediction.metrics,
         )
     return results

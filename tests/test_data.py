@@ -342,7 +342,9 @@ def test_pixel_arrays_turn_colour_pictures_into_grayscale_of_the_model_size():
 
 
 def test_collate_batch_normalises_through_a_data_loader(small_pixels, real_mnist):
-    loader = torch.utils.data.DataLoader(small_pixels["train"], batch_size=8, collate_fn=data.collate_batch)
+    split = data.InMemorySplit(small_pixels["train"])
+    assert len(split) == len(small_pixels["train"]) and split.pixel_values.dtype == torch.uint8
+    loader = torch.utils.data.DataLoader(split, batch_size=8, collate_fn=data.collate_batch)
     batch = next(iter(loader))
     assert batch["pixel_values"].shape == (8, 1, 28, 28) and batch["pixel_values"].dtype == torch.float32
     assert batch["labels"].shape == (8,) and batch["labels"].dtype == torch.long
@@ -360,7 +362,7 @@ def test_collate_batch_normalises_through_a_data_loader(small_pixels, real_mnist
 def digits(real_mnist) -> torch.Tensor:
     """The first 32 test digits, normalised, (32, 1, 28, 28)."""
     images = real_mnist["t10k-images-idx3-ubyte.gz"][:32].copy()
-    return data.collate_batch([{"pixel_values": image, "label": 0} for image in images])["pixel_values"]
+    return data.normalize(torch.from_numpy(images))
 
 
 def seeded(seed: int) -> torch.Generator:
