@@ -52,3 +52,13 @@ def trained_run(tmp_path_factory) -> Path:
     result = run_train(*QUICK_RUN_FLAGS, "--output_dir", str(output_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     return output_dir
+
+
+SHIPPED_MODEL = REPO_ROOT / "checkpoints" / "mnist-vit"
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    """The checkpoint that predict.py and app.py load by default."""
+    assert (SHIPPED_MODEL / "model.safetensors").is_file(), f"The shipped checkpoint is missing from {SHIPPED_MODEL}."
+    return SHIPPED_MODEL

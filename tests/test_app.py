@@ -1,0 +1,66 @@
+"""app.py as people use it: through gradio_client, and in a real Chromium where digits are drawn with the mouse."""
+
+import base64
+import io
+
+import pytest
+from app_harness import CANVAS, LABEL, chromium_page, closed_loop, draw, running_app, vertical_stroke, wait_for_label
+from gradio_client import Client, handle_file
+from PIL import Image
+
+
+@pytest.fixture(scope="module")
+def app_url(shipped_model, tmp_path_factory):
+    """app.py with no flags (so the shipped checkpoint, found from the script's folder), started elsewhere."""
+    log_path = tmp_path_factory.mktemp("app") / "app.log"
+    with running_app(log_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(app_url) -> Client:
+    return Client(app_url, verbose=False)
+
+
+def test_client_reads_an_uploaded_photo(client, mnist_test_digits, tmp_path):
+    images, labels = mnist_test_digits
+    path = tmp_path / "scan.png"
+    Image.fromarray(255 - images[0]).resize((224, 224)).save(path)  # black on white, like a scan
+    confidences, attention_path = client.predict(handle_file(path), api_name="/predict_upload")
+    assert confidences["label"] == str(labels[0])
+    scores = [entry["confidence"] for entry in confidences["confidences"]]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert Image.open(attention_path).size == (280, 280)
+
+
+def test_client_reads_a_canvas_drawing(client, mnist_test_digits):
+    """The canvas sends black ink over transparent pixels as a PNG data URL; an empty canvas sends ''."""
+    images, labels = mnist_test_digits
+    ink = Image.fromarray(images[1]).resize((280, 280))
+    black = Image.new("L", ink.size)
+    buffer = io.BytesIO()
+    Image.merge("RGBA", (black, black, black, ink)).save(buffer, format="PNG")
+    data_url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+    confidences, _ = client.predict(data_url, api_name="/predict_drawing")
+    assert confidences["label"] == str(labels[1])
+    assert client.predict("", api_name="/predict_drawing") == ({}, None)
+
+
+def test_browser_reads_strokes_drawn_with_the_mouse(app_url, tmp_path):
+    with chromium_page(app_url) as page:
+        canvas_box = page.locator(CANVAS).bounding_box()
+        draw(page, vertical_stroke(canvas_box))
+        wait_for_label(page, "1")
+        page.locator("#attention img").wait_for()
+        page.screenshot(path=tmp_path / "one.png")
+
+        page.get_by_role("button", name="Clear").click()
+        page.locator(LABEL).wait_for(state="detached")
+        pixels = "canvas => Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data)"
+        assert not any(page.locator(CANVAS).evaluate(pixels)), "Clear left ink on the canvas."
+
+        draw(page, closed_loop(canvas_box))
+        wait_for_label(page, "0")
+        page.screenshot(path=tmp_path / "zero.png")
+    print(f"screenshots: {tmp_path / 'one.png'} {tmp_path / 'zero.png'}")

@@ -1,0 +1,197 @@
+"""predict.py on real picture files made the way people make them, and the inference module under it."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_vit.inference import DigitClassifier, ImageReadError, attention_picture, find_images, read_image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_predict(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO_ROOT / "predict.py"), *arguments]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+# --- MNIST test digits (28x28, white ink on black) made to look like uploads --------------------------------
+
+
+def enlarge(digit: np.ndarray, factor: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(digit).resize((28 * factor, 28 * factor), Image.Resampling.BICUBIC))
+
+
+def paint(ink: np.ndarray, ink_color, paper_color) -> Image.Image:
+    """Ink of one colour on paper of another, `ink` (0-255) giving how much ink covers each pixel."""
+    cover = ink[..., None] / 255
+    return Image.fromarray((np.asarray(paper_color) * (1 - cover) + np.asarray(ink_color) * cover).astype(np.uint8))
+
+
+def ink_on_transparency(ink: np.ndarray) -> Image.Image:
+    """What a drawing canvas exports: black ink whose opacity is the ink, over transparent pixels."""
+    black = Image.new("L", ink.shape[::-1])
+    return Image.merge("RGBA", (black, black, black, Image.fromarray(ink)))
+
+
+def small_and_off_centre(digit: np.ndarray) -> Image.Image:
+    """A 56-pixel grey digit in the top right of a 480x360 light-grey scan."""
+    scan = np.full((360, 480), 235, dtype=np.uint8)
+    scan[40:96, 330:386] = 235 - enlarge(digit, 2).astype(np.uint16) * 200 // 255
+    return Image.fromarray(scan)
+
+
+def photo_of_paper(digit: np.ndarray) -> Image.Image:
+    """Pencil on cream paper, lit a little unevenly, with sensor noise."""
+    paper = np.linspace(205, 230, 336)[None, :, None] * np.array([1.0, 0.97, 0.9])  # brighter to the right
+    photo = np.asarray(paint(enlarge(digit, 12), (50, 50, 70), np.broadcast_to(paper, (336, 336, 3))), dtype=float)
+    photo += np.random.default_rng(0).normal(0, 4, photo.shape)
+    return Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8))
+
+
+UPLOAD_STYLES = {  # file name ending -> how to draw a digit that way
+    "black-on-white.png": lambda digit: paint(enlarge(digit, 8), (0, 0, 0), (255, 255, 255)).convert("L"),
+    "white-on-black.jpg": lambda digit: Image.fromarray(enlarge(digit, 5)).convert("RGB"),
+    "blue-on-yellow.webp": lambda digit: paint(enlarge(digit, 6), (20, 30, 140), (250, 230, 120)),
+    "small-off-centre.bmp": small_and_off_centre,
+    "large.gif": lambda digit: paint(enlarge(digit, 20), (0, 0, 0), (255, 255, 255)).convert("P"),
+    "canvas-export.png": lambda digit: ink_on_transparency(enlarge(digit, 8)),
+    "photo-of-paper.jpg": photo_of_paper,
+}
+
+
+@pytest.fixture(scope="module")
+def uploads(tmp_path_factory, mnist_test_digits) -> tuple[Path, dict[Path, str]]:
+    """A folder of 10 MNIST test digits in the upload styles (the last 3 in a subfolder), plus two bad files
+    among them: text named .png and an empty .png. Returns the folder and {picture path: true label}."""
+    folder = tmp_path_factory.mktemp("uploads") / "digits"
+    (folder / "more").mkdir(parents=True)
+    images, labels = mnist_test_digits
+    styles = list(UPLOAD_STYLES)
+    truth = {}
+    for index in range(10):
+        style = styles[index % len(styles)]
+        path = (folder / "more" if index >= 7 else folder) / f"{index:02d}-{style}"
+        UPLOAD_STYLES[style](images[index]).save(path)
+        truth[path] = str(labels[index])
+    (folder / "03b-not-a-picture.png").write_text("a shopping list, not a picture")
+    (folder / "05b-empty.png").write_bytes(b"")
+    return folder, truth
+
+
+@pytest.fixture(scope="module")
+def classifier(shipped_model) -> DigitClassifier:
+    return DigitClassifier.from_pretrained(shipped_model)
+
+
+# --- predict.py, as people run it ---------------------------------------------------------------------------
+
+
+def test_folder_with_bad_files_reports_them_and_reads_the_rest(uploads):
+    folder, truth = uploads
+    result = run_predict(str(folder), "missing.png", "--json", cwd=folder.parent)
+    assert result.returncode == 1, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+
+    bad_files = [folder / "03b-not-a-picture.png", folder / "05b-empty.png"]
+    expected_order = sorted([*truth, *bad_files]) + [Path("missing.png")]
+    assert [line["file"] for line in lines] == [str(path) for path in expected_order]
+    errors = {Path(line["file"]).name: line["error"] for line in lines if "error" in line}
+    assert errors == {
+        "03b-not-a-picture.png": "This is not a picture that can be read (PNG, JPEG, WebP, BMP or GIF expected).",
+        "05b-empty.png": "The file is empty.",
+        "missing.png": "No such file.",
+    }
+    assert "3 of 13 pictures could not be classified." in result.stderr
+
+    predictions = [line for line in lines if "error" not in line]
+    for line in predictions:
+        assert set(line) == {"file", "label", "score", "top_k"}
+        scores = [entry["score"] for entry in line["top_k"]]
+        assert len(line["top_k"]) == 3 and scores == sorted(scores, reverse=True) and 0 <= scores[-1] <= scores[0] <= 1
+        assert line["top_k"][0] == {"label": line["label"], "score": line["score"]}
+    right = [line["label"] == truth[Path(line["file"])] for line in predictions]
+    assert sum(right) >= 9, f"only {sum(right)} of 10 digits read right: {predictions}"
+
+
+def test_glob_patterns_and_text_output(uploads):
+    folder, truth = uploads
+    # quoted, as on Windows or in scripts: predict.py expands the pattern itself
+    result = run_predict("digits/0[0-2]-*", "digits/more", "--top_k", "2", cwd=folder.parent)
+    assert result.returncode == 0, result.stderr
+    line_shape = re.compile(r"^(\S+): (\d) \(\d+\.\d%\)  top 2: \2 \d+\.\d%  \d \d+\.\d%$")
+    matches = [line_shape.match(line) for line in result.stdout.splitlines()]
+    assert all(matches), result.stdout
+    expected = ["00-black-on-white.png", "01-white-on-black.jpg", "02-blue-on-yellow.webp"]
+    expected += ["more/07-black-on-white.png", "more/08-white-on-black.jpg", "more/09-blue-on-yellow.webp"]
+    assert [match[1] for match in matches] == [f"digits/{name}" for name in expected]
+
+
+def test_a_model_that_cannot_be_loaded_is_one_sentence(tmp_path):
+    result = run_predict("digit.png", "--model", str(tmp_path / "no-model-here"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: cannot load the model from {tmp_path / 'no-model-here'}: ")
+    assert "Traceback" not in result.stderr
+
+
+# --- the inference module ----------------------------------------------------------------------------------
+
+
+def test_find_images_keeps_order_and_what_matches_nothing(tmp_path):
+    for name in ("b.png", "a.JPG", "notes.txt", "sub/c.webp"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "empty-folder").mkdir()
+    arguments = [tmp_path / "notes.txt", tmp_path, tmp_path / "*.png", tmp_path / "*.gif", tmp_path / "empty-folder"]
+    assert find_images([str(argument) for argument in arguments]) == [
+        tmp_path / "notes.txt",  # named files are tried whatever their ending
+        tmp_path / "a.JPG",
+        tmp_path / "b.png",
+        tmp_path / "sub" / "c.webp",
+        tmp_path / "b.png",
+        tmp_path / "*.gif",  # kept, so that reading it says nothing matched
+        tmp_path / "empty-folder",
+    ]
+    with pytest.raises(ImageReadError, match="No file matches this pattern."):
+        read_image(tmp_path / "*.gif")
+    with pytest.raises(ImageReadError, match="This folder holds no PNG, JPEG, WebP, BMP or GIF files."):
+        read_image(tmp_path / "empty-folder")
+
+
+def test_read_image_decodes_fully_and_turns_phone_photos_upright(tmp_path):
+    sideways = Image.new("L", (40, 20), 255)
+    exif = sideways.getexif()
+    exif[0x0112] = 6  # EXIF Orientation: the camera was turned 90 degrees
+    sideways.save(tmp_path / "phone.jpg", exif=exif)
+    assert read_image(tmp_path / "phone.jpg").size == (20, 40)
+
+    jpeg = (tmp_path / "phone.jpg").read_bytes()
+    (tmp_path / "truncated.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    with pytest.raises(ImageReadError, match="The picture cannot be decoded"):
+        read_image(tmp_path / "truncated.jpg")
+
+
+def test_blank_pictures_get_no_prediction(classifier, mnist_test_digits):
+    images, labels = mnist_test_digits
+    blank = Image.new("RGB", (100, 100), (240, 240, 255))
+    predictions = classifier.predict([Image.fromarray(images[0]), blank], top_k=2)
+    assert predictions[0].label == str(labels[0]) and len(predictions[0].top_k) == 2
+    assert predictions[1] is None
+    assert classifier.explain(blank) is None
+
+
+def test_explain_shows_the_digit_and_attention_over_its_patches(classifier, mnist_test_digits):
+    images, labels = mnist_test_digits
+    explanation = classifier.explain(Image.fromarray(images[2]))
+    assert explanation.prediction.label == str(labels[2])
+    assert explanation.digit.shape == (28, 28) and 0 <= explanation.digit.min() < explanation.digit.max() <= 1
+    assert np.corrcoef(explanation.digit.ravel(), images[2].ravel())[0, 1] > 0.99  # MNIST comes back as it was
+    assert explanation.attention.shape == (4, 4) and (explanation.attention > 0).all()
+    assert explanation.attention.sum() == pytest.approx(1)
+    picture = attention_picture(explanation)
+    assert picture.mode == "RGB" and picture.size == (280, 280)
