@@ -6,7 +6,7 @@ or `torchrun`; bf16, `torch.compile`, logging to TensorBoard; checkpoints and re
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +240,15 @@ def search_hyperparameters(trainer: Trainer, trials: int, output_dir: Path) -> d
     return result
 
 
+def write_train_args(
+    output_dir: Path, model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+) -> None:
+    """Every argument of the run as JSON (`train_args.json`), for the model card and for people: the
+    Trainer's own `training_args.bin` is a pickle and lacks the model and data arguments."""
+    arguments = {**asdict(model_args), **asdict(data_args), **training_args.to_dict(), "world_size": training_args.world_size}
+    (output_dir / "train_args.json").write_text(json.dumps(arguments, indent=2, default=str) + "\n")
+
+
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict:
     """Train (or only evaluate), then write the model and the full report on the test split to `--output_dir`."""
     if data_args.eval_only and model_args.model_name_or_path is None:
@@ -276,6 +285,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_metrics("eval", trainer.evaluate())
         trainer.save_state()
+        if trainer.is_world_process_zero():
+            write_train_args(output_dir, model_args, data_args, training_args)
 
     prediction = trainer.predict(dataset["test"], metric_key_prefix="test")
     results = dict(prediction.metrics)

@@ -1,0 +1,91 @@
+"""Check a staged Hub folder the way its users will load it: `python check_hub_folder.py FOLDER`.
+
+`hub.validate_staged_folder` runs this file in a fresh process, offline, outside the repository, with
+the `mnist_vit` package made unimportable: whatever loads here loads for someone who only has
+transformers. It checks that
+
+- the root is a plain `ViTForImageClassification` that `pipeline("image-classification")` serves with
+  no remote code, and labels each widget example (`examples/*.png`) as the card's `output:` says;
+- `remote_code/` loads with `trust_remote_code=True` as the card tells, from the folder's own code,
+  and labels the widget examples the same way.
+
+On failure it prints what failed to stderr and exits with status 1. It imports only transformers,
+huggingface_hub and PIL.
+"""
+
+import sys
+from pathlib import Path
+
+from huggingface_hub import ModelCard
+from PIL import Image
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, pipeline
+
+REMOTE_CODE_FOLDER = "remote_code"
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def widget_labels(root: Path) -> dict[Path, str]:
+    """{example picture: the label the card's widget says the model gives it}."""
+    widget = ModelCard.load(root / "README.md").data.to_dict().get("widget") or []
+    pictures = sorted((root / "examples").glob("*.png"))
+    if not pictures:
+        raise CheckFailed("the folder has no widget examples in examples/")
+    labels = {}
+    for picture in pictures:
+        entry = next((entry for entry in widget if entry.get("src", "").endswith(f"/examples/{picture.name}")), None)
+        if entry is None or not entry.get("output"):
+            raise CheckFailed(f"the card's widget has no example with an output for examples/{picture.name}")
+        labels[picture] = entry["output"][0]["label"]
+    return labels
+
+
+def check_labels(classifier, expected: dict[Path, str], variant: str) -> None:
+    for picture, label in expected.items():
+        with Image.open(picture) as image:
+            predicted = classifier(image, top_k=1)[0]["label"]
+        if predicted != label:
+            raise CheckFailed(f"{variant} labels examples/{picture.name} as {predicted!r}, the card says {label!r}")
+
+
+def check_plain_root(root: Path, expected: dict[Path, str]) -> None:
+    config = AutoConfig.from_pretrained(root)
+    if config.model_type != "vit" or getattr(config, "auto_map", None):
+        raise CheckFailed(
+            f"the root must be a plain ViT without remote code, its config has model_type {config.model_type!r} "
+            f"and auto_map {getattr(config, 'auto_map', None)}"
+        )
+    check_labels(pipeline("image-classification", model=str(root)), expected, "the plain ViT at the root")
+
+
+def check_remote_code(root: Path, expected: dict[Path, str]) -> None:
+    model = AutoModelForImageClassification.from_pretrained(root, subfolder=REMOTE_CODE_FOLDER, trust_remote_code=True)
+    processor = AutoImageProcessor.from_pretrained(root, subfolder=REMOTE_CODE_FOLDER, trust_remote_code=True)
+    for loaded in (model, processor):
+        if not type(loaded).__module__.startswith("transformers_modules."):
+            raise CheckFailed(f"{REMOTE_CODE_FOLDER}/ loaded {type(loaded).__module__}, not the folder's own code")
+    classifier = pipeline("image-classification", model=model, image_processor=processor)
+    check_labels(classifier, expected, f"the remote-code model in {REMOTE_CODE_FOLDER}/")
+
+
+def main(folder: str) -> int:
+    root = Path(folder).resolve()
+    step = "reading the card's widget examples"
+    try:
+        expected = widget_labels(root)
+        step = "loading the root with pipeline('image-classification')"
+        check_plain_root(root, expected)
+        step = f"loading {REMOTE_CODE_FOLDER}/ with trust_remote_code=True"
+        check_remote_code(root, expected)
+    except Exception as err:  # whatever breaks, the user learns which step and why, in one line
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"{step} failed: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.modules["mnist_vit"] = None  # the published repo must work without our package
+    sys.exit(main(sys.argv[1]))

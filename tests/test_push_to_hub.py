@@ -1,0 +1,309 @@
+"""push_to_hub.py and mnist_vit.hub: the staged repo, its card, its check, and uploads to a loopback Hub.
+
+The Hub is `hub_server.FakeHub`, a local HTTP server; the client is the real `huggingface_hub`, pointed at
+it with `HF_ENDPOINT` in a subprocess (as users run push_to_hub.py) or with `HfApi(endpoint=...)`.
+"""
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from huggingface_hub import HfApi, ModelCard
+from PIL import Image
+
+from hub_server import Account, FakeHub, Repo
+from mnist_vit import MnistViTForImageClassification
+from mnist_vit.data import read_idx
+from mnist_vit.hub import RUN_FILES, check_write_access, upload, validate_staged_folder
+from mnist_vit.training import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REMOTE_CODE_FILES = (
+    "config.json", "model.safetensors", "preprocessor_config.json",
+    "configuration_mnist_vit.py", "modeling_mnist_vit.py", "image_processing_mnist_vit.py",
+)
+EXPECTED_FILES = {
+    "README.md", "config.json", "model.safetensors", "preprocessor_config.json",
+    "confusion_matrix.png", "misclassified.png",
+    *(f"examples/{digit}.png" for digit in range(10)),
+    *(f"remote_code/{name}" for name in REMOTE_CODE_FILES),
+}
+ALICE = {"hf_alice": Account("alice", orgs=["acme"])}
+
+
+def files_in(folder: Path) -> set[str]:
+    return {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+
+
+def run_push(*flags: str, home: Path, **environment: str) -> subprocess.CompletedProcess:
+    """`python push_to_hub.py FLAGS` as a user runs it, with its own HF_HOME (no saved login) and `environment`."""
+    env = {key: value for key, value in os.environ.items() if key not in ("HF_TOKEN", "HF_ENDPOINT")}
+    # Keep the converted-MNIST cache that the trained_run fixture filled: rebuilding it takes minutes.
+    env.update(HF_HOME=str(home), HF_DATASETS_CACHE=str(datasets.config.HF_DATASETS_CACHE), **environment)
+    command = [sys.executable, str(REPO_ROOT / "push_to_hub.py"), *flags]
+    return subprocess.run(command, cwd=home, env=env, capture_output=True, text=True, timeout=600)
+
+
+def assert_refused(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in error
+
+
+def api_calls(hub: FakeHub) -> list[tuple[str, str]]:
+    """The requests the hub received, less the agent-harness registry the client fetches once a day."""
+    return [request for request in hub.requests if request[1] != "/api/agent-harnesses"]
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def staged_repo(trained_run, mnist_dir, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The folder a `--dry_run --staging_dir` run builds and checks."""
+    home, folder = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("staged") / "repo"
+    result = run_push(
+        "--model_dir", str(trained_run), "--repo_id", "alice/mnist-vit", "--data_dir", str(mnist_dir),
+        "--dry_run", "--staging_dir", str(folder), home=home,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, result
+
+
+# --- the dry run's folder and its card ---------------------------------------------------------------
+
+
+def test_dry_run_builds_and_checks_exactly_the_repo_files(staged_repo):
+    folder, result = staged_repo
+    assert "nothing was uploaded" in result.stdout
+    assert files_in(folder) == EXPECTED_FILES
+    # no optimizer states, checkpoints, pickles or tokens
+    assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl")) or "checkpoint" in name for name in files_in(folder))
+    root_config = json.loads((folder / "config.json").read_text())
+    assert root_config["model_type"] == "vit" and "auto_map" not in root_config
+    for config_file in ("config.json", "preprocessor_config.json"):
+        auto_map = json.loads((folder / "remote_code" / config_file).read_text())["auto_map"]
+        assert auto_map and all(reference.startswith("remote_code/") for reference in auto_map.values())
+
+
+def test_widget_examples_are_test_digits_of_their_class(staged_repo, mnist_dir):
+    folder, _ = staged_repo
+    images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    for digit in range(10):
+        example = np.asarray(Image.open(folder / "examples" / f"{digit}.png"))
+        assert any(np.array_equal(example, image) for image in images[labels == digit])
+
+
+def test_card_metadata_comes_from_the_run(staged_repo, trained_run):
+    folder, _ = staged_repo
+    card = ModelCard.load(folder / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "apache-2.0"
+    assert data["library_name"] == "transformers" and data["pipeline_tag"] == "image-classification"
+    assert data["datasets"] == ["ylecun/mnist"] and data["metrics"] == ["accuracy", "f1"]
+    assert {"vision", "vit", "mnist"} <= set(data["tags"])
+
+    test_results = json.loads((trained_run / "test_results.json").read_text())
+    metrics = {result.metric_type: result for result in card.data.eval_results}
+    assert metrics["accuracy"].metric_value == pytest.approx(test_results["test_accuracy"], abs=1e-4)
+    assert metrics["f1"].metric_value == pytest.approx(test_results["test_f1_macro"], abs=1e-4)
+    assert all(result.dataset_type == "ylecun/mnist" and result.dataset_split == "test" for result in metrics.values())
+
+    widget = data["widget"]
+    assert [entry["src"] for entry in widget] == [
+        f"https://huggingface.co/alice/mnist-vit/resolve/main/examples/{digit}.png" for digit in range(10)
+    ]
+    for entry in widget:
+        scores = [output["score"] for output in entry["output"]]
+        assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+
+
+def test_card_text_tells_the_model_its_results_and_use(staged_repo, trained_run):
+    folder, _ = staged_repo
+    text = ModelCard.load(folder / "README.md").text
+    headings = ("Architecture", "Training", "Results", "How to use", "Inputs and limits", "Citation")
+    assert all(f"\n## {heading}\n" in text for heading in headings)
+    num_parameters = MnistViTForImageClassification.from_pretrained(trained_run).num_parameters()
+    assert f"| parameters | {num_parameters:,} |" in text
+    test_results = json.loads((trained_run / "test_results.json").read_text())
+    for digit, scores in test_results["test_per_class"].items():
+        row = f"| {digit} | {scores['precision']:.4f} | {scores['recall']:.4f} | {scores['f1']:.4f} | {scores['support']} |"
+        assert row in text
+    assert "![confusion matrix](confusion_matrix.png)" in text and "(misclassified.png)" in text
+    assert 'pipeline("image-classification", model="alice/mnist-vit")' in text
+    assert 'subfolder="remote_code", trust_remote_code=True' in text
+    assert "from mnist_vit import" in text
+    assert "white digit on a black background" in text
+    assert "Gradient-based learning applied to document recognition" in text
+
+
+def test_card_round_trips_through_model_card(staged_repo):
+    folder, _ = staged_repo
+    content = (folder / "README.md").read_text()
+    card = ModelCard(content)
+    again = ModelCard(str(card))
+    assert again.data.to_dict() == card.data.to_dict()
+    assert again.text == card.text
+
+
+# --- the check before upload ---------------------------------------------------------------------------
+
+
+def test_check_refuses_remote_code_that_does_not_load_from_its_subfolder(staged_repo, tmp_path, monkeypatch):
+    """transformers fetches remote code from the repo root: an auto_map without the folder cannot load."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))  # the check's process caches remote code there
+    folder = shutil.copytree(staged_repo[0], tmp_path / "repo")
+    config_file = folder / "remote_code" / "config.json"
+    config = json.loads(config_file.read_text())
+    config["auto_map"] = {key: value.removeprefix("remote_code/") for key, value in config["auto_map"].items()}
+    config_file.write_text(json.dumps(config))
+    refusal = r"nothing was uploaded: loading remote_code/ with trust_remote_code=True failed"
+    with pytest.raises(UserError, match=refusal):
+        validate_staged_folder(folder)
+
+
+# --- uploads to the loopback Hub --------------------------------------------------------------------
+
+
+LOAD_FROM_HUB = """
+import json, sys
+sys.modules["mnist_vit"] = None  # as for a user who only has transformers
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
+picture = Image.open(sys.argv[1])
+root = pipeline("image-classification", model="alice/mnist-vit")
+remote_code = {"subfolder": "remote_code", "trust_remote_code": True}
+model = AutoModelForImageClassification.from_pretrained("alice/mnist-vit", **remote_code)
+processor = AutoImageProcessor.from_pretrained("alice/mnist-vit", **remote_code)
+remote = pipeline("image-classification", model=model, image_processor=processor)
+print(json.dumps([root(picture, top_k=1)[0]["label"], remote(picture, top_k=1)[0]["label"], type(model).__module__]))
+"""
+
+
+def test_publish_sends_one_commit_that_loads_from_the_hub(staged_repo, trained_run, mnist_dir, tmp_path):
+    with FakeHub(ALICE) as hub:
+        result = run_push(
+            "--model_dir", str(trained_run), "--repo_id", "alice/mnist-vit", "--data_dir", str(mnist_dir),
+            home=tmp_path, HF_ENDPOINT=hub.url, HF_TOKEN="hf_alice",
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"{hub.url}/alice/mnist-vit" in result.stdout
+        assert len(hub.commits) == 1
+        commit = hub.commits[0]
+        assert (commit.repo_id, commit.revision, commit.create_pr) == ("alice/mnist-vit", "main", False)
+        assert set(commit.files) == EXPECTED_FILES
+        assert commit.summary.startswith("Upload mnist-vit")
+        assert not hub.repos["alice/mnist-vit"].private
+        # the card points the widget at the examples of the repo it was published to
+        assert f"{hub.url}/alice/mnist-vit/resolve/main/examples/7.png" in commit.files["README.md"].decode()
+
+        card = ModelCard(commit.files["README.md"].decode())
+        seven = next(entry for entry in card.data.to_dict()["widget"] if entry["src"].endswith("/examples/7.png"))
+        picture = staged_repo[0] / "examples" / "7.png"
+        loaded = subprocess.run(
+            [sys.executable, "-c", LOAD_FROM_HUB, str(picture)], cwd=tmp_path, capture_output=True, text=True,
+            env={**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "reader"), "HF_TOKEN": "hf_alice"},
+        )
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    root_label, remote_label, remote_module = json.loads(loaded.stdout.splitlines()[-1])
+    assert root_label == remote_label == seven["output"][0]["label"]
+    assert remote_module.startswith("transformers_modules.")
+
+
+def test_upload_honours_revision_pull_request_and_private(staged_repo):
+    folder, _ = staged_repo
+    with FakeHub(ALICE) as hub:
+        api = HfApi(endpoint=hub.url, token="hf_alice")
+        url = upload(api, folder, "acme/mnist-vit", private=True, revision="v2", create_pr=True, commit_message="v2")
+        repo = hub.repos["acme/mnist-vit"]
+        assert repo.private
+        assert url == f"{hub.url}/acme/mnist-vit/discussions/1"
+        (commit,) = hub.commits
+        assert (commit.revision, commit.create_pr, commit.summary) == ("v2", True, "v2")
+        assert set(commit.files) == EXPECTED_FILES
+        assert repo.files("v2") == {} and set(repo.files("refs/pr/1")) == EXPECTED_FILES  # a PR leaves v2 as it was
+
+        url = upload(api, folder, "acme/mnist-vit", private=False, revision="v2", create_pr=False, commit_message="v2")
+        assert url == f"{hub.url}/acme/mnist-vit/tree/v2"
+        assert set(repo.files("v2")) == EXPECTED_FILES and repo.files("main") == {}
+
+
+# --- refusals ------------------------------------------------------------------------------------------
+
+
+def test_a_wrong_token_is_refused_before_anything_is_built(trained_run, tmp_path):
+    with FakeHub(ALICE) as hub:
+        result = run_push(
+            "--model_dir", str(trained_run), "--repo_id", "alice/mnist-vit",
+            home=tmp_path, HF_ENDPOINT=hub.url, HF_TOKEN="hf_wrong",
+        )
+    assert_refused(result, "rejected your token (401 Unauthorized)", "hf auth login", "--token")
+    assert api_calls(hub) == [("GET", "/api/whoami-v2")]
+
+
+def test_no_login_is_refused(trained_run, tmp_path):
+    result = run_push("--model_dir", str(trained_run), "--repo_id", "alice/mnist-vit", home=tmp_path)
+    assert_refused(result, "not logged in", "hf auth login", "--token")
+
+
+def test_a_repo_the_token_cannot_see_gives_404(staged_repo):
+    """A private repo of alice's organisation that her account has no access to: the Hub says 404."""
+    with FakeHub(ALICE, repos={"acme/secret": Repo(private=True, members={"carol"})}) as hub:
+        refusal = r"acme/secret was not found, or your token cannot see it \(404 Not Found\)"
+        with pytest.raises(UserError, match=refusal):
+            upload(HfApi(endpoint=hub.url, token="hf_alice"), staged_repo[0], "acme/secret", False, None, False, "m")
+    assert hub.commits == []
+
+
+def test_a_namespace_the_account_does_not_own_is_refused():
+    with FakeHub(ALICE) as hub:
+        with pytest.raises(UserError, match=r"logged in as alice, who cannot publish under 'bob'.*'alice', 'acme'"):
+            check_write_access(HfApi(endpoint=hub.url, token="hf_alice"), "bob/mnist-vit")
+    assert api_calls(hub) == [("GET", "/api/whoami-v2")]
+
+
+def test_a_read_only_token_is_refused():
+    with FakeHub({"hf_read": Account("alice", role="read")}) as hub:
+        with pytest.raises(UserError, match="read-only"):
+            check_write_access(HfApi(endpoint=hub.url, token="hf_read"), "alice/mnist-vit")
+
+
+def test_no_network_is_refused():
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    with pytest.raises(UserError, match=f"Cannot reach the Hugging Face Hub at {endpoint}.*network connection"):
+        check_write_access(HfApi(endpoint=endpoint, token="hf_alice"), "alice/mnist-vit")
+
+
+def load_entry_point():
+    spec = importlib.util.spec_from_file_location("push_to_hub", REPO_ROOT / "push_to_hub.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("missing", ["model.safetensors", "test_results.json", "train_args.json"])
+def test_a_folder_that_is_not_a_trained_run_is_refused_naming_what_is_missing(trained_run, tmp_path, capsys, missing):
+    partial = tmp_path / "run"
+    partial.mkdir()
+    for name in RUN_FILES:
+        if name != missing:
+            shutil.copy(trained_run / name, partial / name)
+    status = load_entry_point().main(["--model_dir", str(partial), "--repo_id", "alice/mnist-vit", "--dry_run"])
+    error = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in error
+    assert error.startswith(f"error: {partial} is not a trained mnist-vit run: it lacks {missing}.")
