@@ -9,6 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import datasets
 import numpy as np
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.trainer import TRAINER_STATE_NAME
@@ -122,15 +123,14 @@ class AugmentingTrainer(Trainer):
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
 
-def load_data(data_args: DataArguments, image_size: int) -> tuple[dict[str, InMemorySplit], list[str]]:
-    """The train, validation and test splits as tensors, and the label names."""
+def load_splits(data_args: DataArguments) -> datasets.DatasetDict:
+    """The train, validation and test splits, limited as the flags ask."""
     try:
         dataset = load_image_dataset(data_args.dataset_name, data_args.data_dir)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise UserError(str(err)) from err
     dataset = split_train_validation(dataset, data_args.validation_size, seed=42)
-    dataset = to_pixel_arrays(limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples), image_size)
-    return {name: InMemorySplit(split) for name, split in dataset.items()}, dataset["train"].features["label"].names
+    return limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples)
 
 
 def label_maps(label_names: list[str]) -> dict:
@@ -253,9 +253,10 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     """Train (or only evaluate), then write the model and the full report on the test split to `--output_dir`."""
     if data_args.eval_only and model_args.model_name_or_path is None:
         raise UserError("--eval_only needs --model_name_or_path: the trained model to evaluate.")
-    image_size = MnistViTConfig().image_size
-    dataset, label_names = load_data(data_args, image_size)
+    splits = load_splits(data_args)
+    label_names = splits["train"].features["label"].names
     model = build_model(model_args, label_names)
+    dataset = {name: InMemorySplit(split) for name, split in to_pixel_arrays(splits, model.config.image_size).items()}
     output_dir = Path(training_args.output_dir)
     resume = None if data_args.eval_only else checkpoint_to_resume(training_args, model.config)
 

@@ -127,7 +127,7 @@ def test_array_and_tensor_layouts_give_the_same_digit(processor, mnist_test_digi
         "HxW float32": as_float,
         "1xHxW float64": as_float[None].astype(np.float64),
         "HxWx4 float, opaque": np.dstack([as_float] * 3 + [np.ones_like(as_float)]),
-        "tensor HxW uint8": torch.from_numpy(digit),
+        "tensor HxW uint8": torch.from_numpy(digit.copy()),
         "tensor 1xHxW float": torch.from_numpy(as_float)[None],
         "tensor 3xHxW uint8": torch.from_numpy(np.stack([digit] * 3)),
     }
