@@ -14,10 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import MNIST_DIR
+from conftest import MNIST_DIR, REPO_ROOT
 from mnist_vit import data
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 # SHA-256 of the uncompressed files, from ../shared/mnist/README.md.
 README_SHA256 = {
     "train-images-idx3-ubyte.gz": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO_ROOT
 from mnist_vit.inference import DigitClassifier, ImageReadError, attention_picture, find_images, read_image
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_predict(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,13 +18,14 @@ import pytest
 from huggingface_hub import HfApi, ModelCard
 from PIL import Image
 
+from app_harness import free_port
+from conftest import REPO_ROOT
 from hub_server import Account, FakeHub, Repo
 from mnist_vit import MnistViTForImageClassification
 from mnist_vit.data import read_idx
 from mnist_vit.hub import RUN_FILES, check_write_access, upload, validate_staged_folder
 from mnist_vit.training import UserError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 REMOTE_CODE_FILES = (
     "config.json", "model.safetensors", "preprocessor_config.json",
     "configuration_mnist_vit.py", "modeling_mnist_vit.py", "image_processing_mnist_vit.py",
@@ -64,12 +64,6 @@ def assert_refused(result: subprocess.CompletedProcess, *fragments: str) -> None
 def api_calls(hub: FakeHub) -> list[tuple[str, str]]:
     """The requests the hub received, less the agent-harness registry the client fetches once a day."""
     return [request for request in hub.requests if request[1] != "/api/agent-harnesses"]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +278,7 @@ def test_a_read_only_token_is_refused():
 
 
 def test_no_network_is_refused():
-    endpoint = f"http://127.0.0.1:{closed_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(UserError, match=f"Cannot reach the Hugging Face Hub at {endpoint}.*network connection"):
         check_write_access(HfApi(endpoint=endpoint, token="hf_alice"), "alice/mnist-vit")
 

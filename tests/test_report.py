@@ -4,14 +4,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import REPO_ROOT
 from mnist_vit import report
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DIGIT_NAMES = [str(digit) for digit in range(10)]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A hand example: per class (precision, recall) = 0: (1, 1/2), 1: (1/2, 1/2), 2: (2/3, 1).
