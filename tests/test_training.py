@@ -159,6 +159,18 @@ def test_hyperparameter_search_with_two_trials(tmp_path):
     assert len(list(output_dir.glob("run-*"))) == 2  # one folder per trial
 
 
+def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
+    output_dir = tmp_path / "run"
+    # learning rate 0: validation accuracy never improves, so patience 1 stops after the second epoch of five
+    result = run_train(
+        "--output_dir", str(output_dir), *TINY_MODEL, "--max_train_samples", "256", "--max_eval_samples", "64",
+        "--validation_size", "500", "--num_train_epochs", "5", "--learning_rate", "0",
+        "--early_stopping_patience", "1", "--disable_tqdm", "true",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((output_dir / "trainer_state.json").read_text())["epoch"] == 2
+
+
 def test_fine_tuning_on_other_labels_replaces_only_the_head(trained_run):
     trained = MnistViTForImageClassification.from_pretrained(trained_run)
     model = build_model(ModelArguments(model_name_or_path=str(trained_run)), ["even", "odd"])
