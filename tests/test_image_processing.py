@@ -138,7 +138,7 @@ def test_array_and_tensor_layouts_give_the_same_digit(processor, mnist_test_digi
 
 def test_lists_and_4d_arrays_are_batches(processor, mnist_test_digits):
     images, _ = mnist_test_digits
-    mixed = [upload(images[0]), images[1], torch.from_numpy(images[2])]
+    mixed = [upload(images[0]), images[1], torch.from_numpy(images[2].copy())]
     assert pixels(processor, mixed).shape == (3, 1, 28, 28)
     assert pixels(processor, images[:5, None]).shape == (5, 1, 28, 28)  # (B, C, H, W)
     assert pixels(processor, torch.from_numpy(images[:4, ..., None])).shape == (4, 1, 28, 28)  # (B, H, W, C)
