@@ -19,7 +19,7 @@ def mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist_test_digits() -> tuple[np.ndarray, np.ndarray]:
     """The first 32 MNIST test digits: images uint8 (32, 28, 28) and labels uint8 (32,)."""
-    images = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")[:32]
+    images = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")[:32].copy()  # read_idx gives read-only arrays
     labels = read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz")[:32]
     return images, labels
 
@@ -27,7 +27,7 @@ def mnist_test_digits() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def mnist_train_digits() -> tuple[np.ndarray, np.ndarray]:
     """The first 64 MNIST training digits and their labels."""
-    images = read_idx(MNIST_DIR / "train-images-idx3-ubyte.gz")[:64]
+    images = read_idx(MNIST_DIR / "train-images-idx3-ubyte.gz")[:64].copy()
     labels = read_idx(MNIST_DIR / "train-labels-idx1-ubyte.gz")[:64]
     return images, labels
 
