@@ -50,11 +50,11 @@ from transformers import ViTForImageClassification, ViTImageProcessorPil
 from . import check_hub_folder
 from .check_hub_folder import REMOTE_CODE_FOLDER
 from .configuration_mnist_vit import MnistViTConfig
-from .data import MNIST_HUB_NAME, load_image_dataset
+from .data import MNIST_HUB_NAME
 from .export import export_to_vit
 from .image_processing_mnist_vit import MnistViTImageProcessor
 from .modeling_mnist_vit import MnistViTForImageClassification
-from .training import UserError
+from .training import UserError, open_dataset
 
 # Everything the repo and its card are made of; train.py writes all of them.
 RUN_FILES = (
@@ -127,10 +127,7 @@ def load_run(path: Path) -> TrainedRun:
 
 
 def load_test_split(data_dir: str | os.PathLike | None) -> datasets.Dataset:
-    try:
-        return load_image_dataset(MNIST_HUB_NAME, data_dir)["test"]
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        raise UserError(str(err)) from err
+    return open_dataset(MNIST_HUB_NAME, data_dir)["test"]
 
 
 # --- widget examples ----------------------------------------------------------------------------------

@@ -123,12 +123,17 @@ class AugmentingTrainer(Trainer):
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
 
-def load_splits(data_args: DataArguments) -> datasets.DatasetDict:
-    """The train, validation and test splits, limited as the flags ask."""
+def open_dataset(dataset_name: str, data_dir: str | None) -> datasets.DatasetDict:
+    """`load_image_dataset`, its errors (no network, a bad data folder) as one sentence for the command line."""
     try:
-        dataset = load_image_dataset(data_args.dataset_name, data_args.data_dir)
+        return load_image_dataset(dataset_name, data_dir)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise UserError(str(err)) from err
+
+
+def load_splits(data_args: DataArguments) -> datasets.DatasetDict:
+    """The train, validation and test splits, limited as the flags ask."""
+    dataset = open_dataset(data_args.dataset_name, data_args.data_dir)
     dataset = split_train_validation(dataset, data_args.validation_size, seed=42)
     return limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples)
 
