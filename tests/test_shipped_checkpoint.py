@@ -1,0 +1,38 @@
+"""The shipped checkpoint is the original architecture, small, and as accurate as its report says."""
+
+import json
+
+import numpy as np
+import torch
+
+from conftest import MNIST_DIR
+from mnist_vit import MnistViTConfig, MnistViTForImageClassification
+from mnist_vit.data import normalize, read_idx
+
+ARCHITECTURE = ["image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
+                "num_attention_heads", "intermediate_size"]
+
+
+def test_shipped_checkpoint_is_the_original_model_and_under_4_mb(shipped_model):
+    config = MnistViTConfig.from_pretrained(shipped_model)
+    default = MnistViTConfig()
+    assert {name: getattr(config, name) for name in ARCHITECTURE} == {name: getattr(default, name) for name in ARCHITECTURE}
+    size = sum(path.stat().st_size for path in shipped_model.iterdir())
+    assert size <= 4 * 1024 * 1024, f"{size} bytes"
+
+
+def test_shipped_checkpoint_reaches_its_reported_test_accuracy(shipped_model):
+    report = json.loads((shipped_model / "test_results.json").read_text())
+    confusion = np.array(report["test_confusion_matrix"])
+    assert confusion.sum() == 10_000
+    assert report["test_accuracy"] == np.trace(confusion) / confusion.sum()
+
+    model = MnistViTForImageClassification.from_pretrained(shipped_model).eval()
+    images = torch.from_numpy(read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz").copy())
+    labels = torch.from_numpy(read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
+    with torch.no_grad():
+        predictions = torch.cat([model(normalize(batch)).logits.argmax(-1) for batch in images.split(512)])
+    accuracy = (predictions == labels).float().mean().item()
+
+    assert accuracy >= 0.995
+    assert abs(accuracy - report["test_accuracy"]) <= 1e-4  # one digit of slack for float summation order
