@@ -21,6 +21,7 @@ from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, pipeline
 
 REMOTE_CODE_FOLDER = "remote_code"
+EXAMPLES_FOLDER = "examples"
 
 
 class CheckFailed(Exception):
@@ -30,14 +31,14 @@ class CheckFailed(Exception):
 def widget_labels(root: Path) -> dict[Path, str]:
     """{example picture: the label the card's widget says the model gives it}."""
     widget = ModelCard.load(root / "README.md").data.to_dict().get("widget") or []
-    pictures = sorted((root / "examples").glob("*.png"))
+    pictures = sorted((root / EXAMPLES_FOLDER).glob("*.png"))
     if not pictures:
-        raise CheckFailed("the folder has no widget examples in examples/")
+        raise CheckFailed(f"the folder has no widget examples in {EXAMPLES_FOLDER}/")
     labels = {}
     for picture in pictures:
-        entry = next((entry for entry in widget if entry.get("src", "").endswith(f"/examples/{picture.name}")), None)
+        entry = next((entry for entry in widget if entry.get("src", "").endswith(f"/{EXAMPLES_FOLDER}/{picture.name}")), None)
         if entry is None or not entry.get("output"):
-            raise CheckFailed(f"the card's widget has no example with an output for examples/{picture.name}")
+            raise CheckFailed(f"the card's widget has no example with an output for {EXAMPLES_FOLDER}/{picture.name}")
         labels[picture] = entry["output"][0]["label"]
     return labels
 
@@ -47,7 +48,7 @@ def check_labels(classifier, expected: dict[Path, str], variant: str) -> None:
         with Image.open(picture) as image:
             predicted = classifier(image, top_k=1)[0]["label"]
         if predicted != label:
-            raise CheckFailed(f"{variant} labels examples/{picture.name} as {predicted!r}, the card says {label!r}")
+            raise CheckFailed(f"{variant} labels {EXAMPLES_FOLDER}/{picture.name} as {predicted!r}, the card says {label!r}")
 
 
 def check_plain_root(root: Path, expected: dict[Path, str]) -> None:

@@ -63,9 +63,14 @@ def single_value(values, name: str) -> float:
     return values[0]
 
 
+def shared_settings(config: MnistViTConfig | ViTConfig) -> dict:
+    """The settings our config and transformers' ViT config name alike."""
+    return {key: getattr(config, key) for key in SHARED_CONFIG_KEYS}
+
+
 def vit_config(config: MnistViTConfig) -> ViTConfig:
     """transformers' ViT config of the same encoder, taking RGB."""
-    return ViTConfig(**{key: getattr(config, key) for key in SHARED_CONFIG_KEYS}, num_channels=3)
+    return ViTConfig(**shared_settings(config), num_channels=3)
 
 
 def rgb_patch_weight(weight: torch.Tensor) -> torch.Tensor:
@@ -84,7 +89,7 @@ def export_to_vit(
     """The same classifier as a 3-channel `ViTForImageClassification` with a stock ViT image processor."""
     mean = single_value(image_processor.image_mean, "image_mean")
     std = single_value(image_processor.image_std, "image_std")
-    state = dict(model.state_dict())
+    state = model.state_dict()
     state[PATCH_WEIGHT] = rgb_patch_weight(state[PATCH_WEIGHT])
     vit = ViTForImageClassification(vit_config(model.config)).to(model.dtype)
     vit.load_state_dict(state, strict=True)
@@ -108,8 +113,7 @@ def load_vit_export(path: str | os.PathLike) -> MnistViTForImageClassification:
     Without the key mapping `from_pretrained` would report every encoder weight missing and initialise it at
     random; without our own config it would keep the ViT's `model_type`.
     """
-    vit_config = ViTConfig.from_pretrained(path)
-    config = MnistViTConfig(**{key: getattr(vit_config, key) for key in SHARED_CONFIG_KEYS}, num_channels=3)
+    config = MnistViTConfig(**shared_settings(ViTConfig.from_pretrained(path)), num_channels=3)
     return MnistViTForImageClassification.from_pretrained(path, config=config, key_mapping=VIT_CHECKPOINT_KEY_MAPPING)
 
 

@@ -48,7 +48,7 @@ from PIL import Image
 from transformers import ViTForImageClassification, ViTImageProcessorPil
 
 from . import check_hub_folder
-from .check_hub_folder import REMOTE_CODE_FOLDER
+from .check_hub_folder import EXAMPLES_FOLDER, REMOTE_CODE_FOLDER
 from .configuration_mnist_vit import MnistViTConfig
 from .data import MNIST_HUB_NAME
 from .export import export_to_vit
@@ -56,13 +56,12 @@ from .image_processing_mnist_vit import MnistViTImageProcessor
 from .modeling_mnist_vit import MnistViTForImageClassification
 from .training import UserError, open_dataset
 
+FIGURES = ("confusion_matrix.png", "misclassified.png")
 # Everything the repo and its card are made of; train.py writes all of them.
 RUN_FILES = (
     "config.json", "model.safetensors", "preprocessor_config.json", "train_args.json", "trainer_state.json",
-    "eval_results.json", "test_results.json", "confusion_matrix.png", "misclassified.png",
+    "eval_results.json", "test_results.json", *FIGURES,
 )
-FIGURES = ("confusion_matrix.png", "misclassified.png")
-EXAMPLES_FOLDER = "examples"
 # Test digits searched for widget examples: enough to find a confidently classified one of each class.
 WIDGET_CANDIDATES = 1000
 WIDGET_TOP_K = 3
@@ -382,13 +381,14 @@ LIMITS_SECTION = f"""## Inputs and limits
 
 def card_text(run: TrainedRun, repo_id: str, revision: str | None) -> str:
     accuracy = run.test_results["test_accuracy"]
+    parameters = run.model.num_parameters()
     return f"""# {repo_id.split("/")[1]}
 
 A small Vision Transformer that recognises handwritten digits, trained on
 [MNIST](https://huggingface.co/datasets/{MNIST_HUB_NAME}): {accuracy:.2%} accuracy on MNIST's test split
-with {run.model.num_parameters():,} parameters.
+with {parameters:,} parameters.
 
-{architecture_section(run.model.config, run.model.num_parameters())}
+{architecture_section(run.model.config, parameters)}
 {training_section(run.train_args, run.trainer_state)}
 {results_section(run.test_results, run.eval_results)}
 {usage_section(repo_id, revision)}
