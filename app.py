@@ -92,7 +92,7 @@ def parse_arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def decode_data_url(data_url: str) -> Image.Image | None:
+def decode_data_url(data_url: str | None) -> Image.Image | None:
     """`data:image/png;base64,...` -> the picture; an empty canvas sends ''."""
     if not data_url:
         return None
@@ -113,7 +113,7 @@ def classify(classifier: DigitClassifier, image: Image.Image | None) -> tuple[di
 
 def build_demo(classifier: DigitClassifier) -> gr.Blocks:
     def predict_drawing(data_url: str | None):
-        return classify(classifier, decode_data_url(data_url or ""))
+        return classify(classifier, decode_data_url(data_url))
 
     def predict_upload(image: Image.Image | None):
         return classify(classifier, image)

@@ -37,7 +37,7 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 def classify_batch(classifier: DigitClassifier, paths: list[Path], top_k: int) -> list[Prediction | str]:
     """A prediction, or an error sentence, for each path."""
-    results: dict[int, Prediction | str] = {}
+    results: list[Prediction | str | None] = [None] * len(paths)
     images = {}
     for index, path in enumerate(paths):
         try:
@@ -47,7 +47,7 @@ def classify_batch(classifier: DigitClassifier, paths: list[Path], top_k: int) -
     if images:
         for index, prediction in zip(images, classifier.predict(list(images.values()), top_k=top_k)):
             results[index] = prediction or "The picture is blank: no ink stands out from its background."
-    return [results[index] for index in range(len(paths))]
+    return results
 
 
 def format_line(path: Path, result: Prediction | str, as_json: bool) -> str:

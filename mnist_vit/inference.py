@@ -26,9 +26,15 @@ IMAGE_FORMATS = "PNG, JPEG, WebP, BMP or GIF"
 
 @dataclass
 class Prediction:
-    label: str
-    score: float
     top_k: list[dict]  # [{"label": "7", "score": 0.998}, ...], best first, as transformers' pipelines
+
+    @property
+    def label(self) -> str:
+        return self.top_k[0]["label"]
+
+    @property
+    def score(self) -> float:
+        return self.top_k[0]["score"]
 
 
 @dataclass
@@ -79,7 +85,7 @@ class DigitClassifier:
         scores, indices = logits.softmax(-1).topk(min(top_k, logits.numel()))
         labels = [self.model.config.id2label[index] for index in indices.tolist()]
         top = [{"label": label, "score": score} for label, score in zip(labels, scores.tolist())]
-        return Prediction(label=top[0]["label"], score=top[0]["score"], top_k=top)
+        return Prediction(top_k=top)
 
     def unnormalize(self, channel: torch.Tensor) -> np.ndarray:
         processor = self.image_processor
