@@ -21,8 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the harness that tests/test_app.py uses
 from app_harness import (  # noqa: E402
     CANVAS,
-    LABEL,
     chromium_page,
+    clear_canvas,
     closed_loop,
     draw,
     running_app,
@@ -44,8 +44,7 @@ def stroke_timings_ms(page, strokes: int) -> dict[str, np.ndarray]:
     timings = {"drawing the stroke (mouse down -> up)": [], "mouse down -> label": [], "mouse released -> label": []}
     for index in range(strokes):
         points, digit = (vertical_stroke(box), "1") if index % 2 == 0 else (closed_loop(box), "0")
-        page.get_by_role("button", name="Clear").click()
-        page.locator(LABEL).wait_for(state="detached")
+        clear_canvas(page)
         pressed = time.perf_counter()
         draw(page, points)
         released = time.perf_counter()

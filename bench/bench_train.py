@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from mnist_vit import MnistViTConfig, MnistViTForImageClassification  # noqa: E402
-from mnist_vit.data import MNIST_MEAN, MNIST_STD, Augmentation, read_idx  # noqa: E402
+from mnist_vit.data import Augmentation, normalize, read_idx  # noqa: E402
 
 
 def hand_written_loop(images: torch.Tensor, labels: torch.Tensor, steps: int, batch_size: int, bf16: bool) -> float:
@@ -44,7 +44,7 @@ def hand_written_loop(images: torch.Tensor, labels: torch.Tensor, steps: int, ba
                 torch.cuda.synchronize()
             start = time.perf_counter()
         index = torch.randint(0, len(images), (batch_size,), device=device)
-        pixel_values = augment(images[index].float().div_(255).sub_(MNIST_MEAN).div_(MNIST_STD).unsqueeze(1))
+        pixel_values = augment(normalize(images[index]))
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             loss = torch.nn.functional.cross_entropy(model(pixel_values).logits, labels[index], label_smoothing=0.1)
         loss.backward()

@@ -107,6 +107,12 @@ def draw(page, points: list[tuple[float, float]]) -> None:
     page.mouse.up()
 
 
+def clear_canvas(page) -> None:
+    """Press Clear and wait until the label is gone."""
+    page.get_by_role("button", name="Clear").click()
+    page.locator(LABEL).wait_for(state="detached")
+
+
 def wait_for_label(page, text: str, timeout_ms: float = 60_000) -> None:
     """Wait until the top label reads `text`, checking every animation frame (so timings are not rounded up)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from mnist_vit.data import read_idx
 
@@ -30,6 +31,12 @@ def mnist_train_digits() -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(MNIST_DIR / "train-images-idx3-ubyte.gz")[:64].copy()
     labels = read_idx(MNIST_DIR / "train-labels-idx1-ubyte.gz")[:64]
     return images, labels
+
+
+def ink_on_transparency(ink: np.ndarray, ink_level: int = 0) -> Image.Image:
+    """What a drawing canvas exports: ink of one colour (black by default) whose opacity is `ink` (uint8),
+    over fully transparent pixels."""
+    return Image.fromarray(np.dstack([np.full_like(ink, ink_level)] * 3 + [ink]))
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -3,10 +3,15 @@
 import base64
 import io
 
+import numpy as np
 import pytest
-from app_harness import CANVAS, LABEL, chromium_page, closed_loop, draw, running_app, vertical_stroke, wait_for_label
+from app_harness import (
+    CANVAS, chromium_page, clear_canvas, closed_loop, draw, running_app, vertical_stroke, wait_for_label,
+)
 from gradio_client import Client, handle_file
 from PIL import Image
+
+from conftest import ink_on_transparency
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +41,8 @@ def test_client_reads_an_uploaded_photo(client, mnist_test_digits, tmp_path):
 def test_client_reads_a_canvas_drawing(client, mnist_test_digits):
     """The canvas sends black ink over transparent pixels as a PNG data URL; an empty canvas sends ''."""
     images, labels = mnist_test_digits
-    ink = Image.fromarray(images[1]).resize((280, 280))
-    black = Image.new("L", ink.size)
     buffer = io.BytesIO()
-    Image.merge("RGBA", (black, black, black, ink)).save(buffer, format="PNG")
+    ink_on_transparency(np.asarray(Image.fromarray(images[1]).resize((280, 280)))).save(buffer, format="PNG")
     data_url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
     confidences, _ = client.predict(data_url, api_name="/predict_drawing")
@@ -55,8 +58,7 @@ def test_browser_reads_strokes_drawn_with_the_mouse(app_url, tmp_path):
         page.locator("#attention img").wait_for()
         page.screenshot(path=tmp_path / "one.png")
 
-        page.get_by_role("button", name="Clear").click()
-        page.locator(LABEL).wait_for(state="detached")
+        clear_canvas(page)
         pixels = "canvas => Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data)"
         assert not any(page.locator(CANVAS).evaluate(pixels)), "Clear left ink on the canvas."
 

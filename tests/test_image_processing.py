@@ -7,6 +7,7 @@ import torch
 from PIL import Image, ImageFilter
 from transformers import AutoImageProcessor, pipeline
 
+from conftest import ink_on_transparency
 from mnist_vit import MnistViTConfig, MnistViTForImageClassification
 from mnist_vit.image_processing_mnist_vit import MnistViTImageProcessor
 
@@ -51,12 +52,6 @@ def on_coloured_paper(page: Image.Image) -> Image.Image:
     return Image.fromarray((paper * whiteness + ink * (1 - whiteness)).astype(np.uint8))
 
 
-def ink_on_transparency(page: Image.Image, ink_level: int) -> Image.Image:
-    """RGBA drawing: ink of one colour whose alpha carries the stroke, fully transparent elsewhere."""
-    alpha = 255 - np.asarray(page)
-    return Image.fromarray(np.dstack([np.full_like(alpha, ink_level)] * 3 + [alpha]))
-
-
 def on_noisy_grey_paper(page: Image.Image) -> Image.Image:
     """Like a photo: grey pencil on grey paper, with camera noise."""
     whiteness = np.asarray(page, dtype=np.float32) / 255
@@ -76,8 +71,8 @@ UPLOADS = {
     "L JPEG": as_jpeg,
     "L noisy grey paper": on_noisy_grey_paper,
     "RGB coloured paper": on_coloured_paper,
-    "RGBA black ink": lambda page: ink_on_transparency(page, 0),
-    "RGBA white ink": lambda page: ink_on_transparency(page, 255),
+    "RGBA black ink": lambda page: ink_on_transparency(255 - np.asarray(page), 0),
+    "RGBA white ink": lambda page: ink_on_transparency(255 - np.asarray(page), 255),
     "P": lambda page: page.convert("P"),
     "I;16": lambda page: Image.fromarray(np.asarray(page).astype(np.uint16) * 257),
     "1": lambda page: page.convert("1", dither=Image.Dither.NONE),
@@ -127,7 +122,7 @@ def test_array_and_tensor_layouts_give_the_same_digit(processor, mnist_test_digi
         "HxW float32": as_float,
         "1xHxW float64": as_float[None].astype(np.float64),
         "HxWx4 float, opaque": np.dstack([as_float] * 3 + [np.ones_like(as_float)]),
-        "tensor HxW uint8": torch.from_numpy(digit.copy()),
+        "tensor HxW uint8": torch.from_numpy(digit),
         "tensor 1xHxW float": torch.from_numpy(as_float)[None],
         "tensor 3xHxW uint8": torch.from_numpy(np.stack([digit] * 3)),
     }
@@ -138,7 +133,7 @@ def test_array_and_tensor_layouts_give_the_same_digit(processor, mnist_test_digi
 
 def test_lists_and_4d_arrays_are_batches(processor, mnist_test_digits):
     images, _ = mnist_test_digits
-    mixed = [upload(images[0]), images[1], torch.from_numpy(images[2].copy())]
+    mixed = [upload(images[0]), images[1], torch.from_numpy(images[2])]
     assert pixels(processor, mixed).shape == (3, 1, 28, 28)
     assert pixels(processor, images[:5, None]).shape == (5, 1, 28, 28)  # (B, C, H, W)
     assert pixels(processor, torch.from_numpy(images[:4, ..., None])).shape == (4, 1, 28, 28)  # (B, H, W, C)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, ink_on_transparency
 from mnist_vit.inference import DigitClassifier, ImageReadError, attention_picture, find_images, read_image
 
 
@@ -31,12 +31,6 @@ def paint(ink: np.ndarray, ink_color, paper_color) -> Image.Image:
     """Ink of one colour on paper of another, `ink` (0-255) giving how much ink covers each pixel."""
     cover = ink[..., None] / 255
     return Image.fromarray((np.asarray(paper_color) * (1 - cover) + np.asarray(ink_color) * cover).astype(np.uint8))
-
-
-def ink_on_transparency(ink: np.ndarray) -> Image.Image:
-    """What a drawing canvas exports: black ink whose opacity is the ink, over transparent pixels."""
-    black = Image.new("L", ink.shape[::-1])
-    return Image.merge("RGBA", (black, black, black, Image.fromarray(ink)))
 
 
 def small_and_off_centre(digit: np.ndarray) -> Image.Image:

@@ -24,6 +24,7 @@ import train  # noqa: E402  (the entry point, for its argument parsing)
 # A smaller model than the default (hidden 64, 2 layers) so the accuracy run fits a test's budget.
 TINY_MODEL = ["--hidden_size", "64", "--num_hidden_layers", "2", "--intermediate_size", "256"]
 NO_AUGMENTATION = ["--rotation", "0", "--translate", "0", "--zoom", "0", "--shear", "0"]
+TINY_DATA = ["--max_train_samples", "256", "--max_eval_samples", "64", "--validation_size", "500"]
 REPORT_FILES = [
     "train_results.json", "eval_results.json", "test_results.json", "classification_report.txt",
     "confusion_matrix.png", "misclassified.png", "model.safetensors", "config.json", "preprocessor_config.json",
@@ -148,8 +149,7 @@ def test_two_process_accelerate_run(tmp_path):
 def test_hyperparameter_search_with_two_trials(tmp_path):
     output_dir = tmp_path / "search"
     result = run_train(
-        "--output_dir", str(output_dir), *TINY_MODEL, "--hp_search_trials", "2", "--max_train_samples", "256",
-        "--max_eval_samples", "64", "--validation_size", "500", "--num_train_epochs", "1",
+        "--output_dir", str(output_dir), *TINY_MODEL, *TINY_DATA, "--hp_search_trials", "2", "--num_train_epochs", "1",
         "--per_device_train_batch_size", "32", "--disable_tqdm", "true",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -163,8 +163,7 @@ def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
     output_dir = tmp_path / "run"
     # learning rate 0: validation accuracy never improves, so patience 1 stops after the second epoch of five
     result = run_train(
-        "--output_dir", str(output_dir), *TINY_MODEL, "--max_train_samples", "256", "--max_eval_samples", "64",
-        "--validation_size", "500", "--num_train_epochs", "5", "--learning_rate", "0",
+        "--output_dir", str(output_dir), *TINY_MODEL, *TINY_DATA, "--num_train_epochs", "5", "--learning_rate", "0",
         "--early_stopping_patience", "1", "--disable_tqdm", "true",
     )
     assert result.returncode == 0, result.stderr[-3000:]
