@@ -152,6 +152,7 @@ def test_save_and_load_is_bit_exact_and_safetensors_only(overfit_model, tmp_path
     assert {"configuration_mnist_vit.py", "modeling_mnist_vit.py", "image_processing_mnist_vit.py"} <= files
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModelForImageClassification"] == "modeling_mnist_vit.MnistViTForImageClassification"
+    assert auto_map["AutoModel"] == "modeling_mnist_vit.MnistViTModel"
 
     loaded = MnistViTForImageClassification.from_pretrained(tmp_path)
     for (name, saved), (_, restored) in zip(model.state_dict().items(), loaded.state_dict().items()):
@@ -174,13 +175,18 @@ REMOTE_CODE_CHECK = textwrap.dedent(
     else:
         raise SystemExit("mnist_vit is importable here")
     from PIL import Image
-    from transformers import AutoModelForImageClassification, pipeline
+    from transformers import AutoModel, AutoModelForImageClassification, pipeline
 
     model_dir, *image_paths = sys.argv[1:]
     model = AutoModelForImageClassification.from_pretrained(model_dir, trust_remote_code=True)
     classifier = pipeline("image-classification", model=model_dir, trust_remote_code=True)
     results = [classifier(Image.open(path))[0] for path in image_paths]
-    print(json.dumps({"model_class": type(model).__name__, "labels": [result["label"] for result in results]}))
+    encoder = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
+    features = pipeline("image-feature-extraction", model=model_dir, trust_remote_code=True)(Image.open(image_paths[0]))
+    print(json.dumps({
+        "model_class": type(model).__name__, "labels": [result["label"] for result in results],
+        "encoder_class": type(encoder).__name__, "features_shape": [len(features), len(features[0]), len(features[0][0])],
+    }))
     """
 )
 
@@ -212,3 +218,14 @@ def test_remote_code_round_trip_without_the_package(overfit_model, mnist_train_d
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["model_class"] == "MnistViTForImageClassification"
     assert report["labels"] == [str(labels[0]), str(labels[1])]
+    assert report["encoder_class"] == "MnistViTModel"
+    assert report["features_shape"] == [1, 17, model.config.hidden_size]  # CLS + 16 patches
+
+
+def test_return_dict_false_gives_tuples(mnist_train_digits):
+    model = MnistViTForImageClassification(tiny_config(return_dict=False)).eval()
+    pixel_values = MnistViTImageProcessor()(list(mnist_train_digits[0][:2]), return_tensors="pt").pixel_values
+    loss, logits = model(pixel_values, labels=torch.tensor([0, 1]))
+    assert logits.shape == (2, 10) and loss.ndim == 0
+    (logits_only,) = model(pixel_values)
+    assert torch.equal(logits_only, logits)

@@ -251,12 +251,23 @@ class MnistViTForImageClassification(MnistViTPreTrainedModel):
         interpolate_pos_encoding: bool = False,
         **kwargs: Unpack[TransformersKwargs],
     ) -> ImageClassifierOutput:
-        outputs: BaseModelOutput = self.vit(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
+        # return_dict=True: the head reads fields by name, whatever `config.return_dict` says for its own output
+        outputs: BaseModelOutput = self.vit(
+            pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, return_dict=True, **kwargs
+        )
         logits = self.classifier(outputs.last_hidden_state[:, 0])
         loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """As `PreTrainedModel.save_pretrained`; with remote code, `auto_map` also names the encoder for
+        `AutoModel` (features, `pipeline("image-feature-extraction")`), not only this class."""
+        if self._auto_class is not None:
+            encoder = f"{__name__.rpartition('.')[2]}.{MnistViTModel.__name__}"
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), "AutoModel": encoder}
+        super().save_pretrained(save_directory, *args, **kwargs)
 
 
 __all__ = ["MnistViTPreTrainedModel", "MnistViTModel", "MnistViTForImageClassification"]
