@@ -5,7 +5,10 @@ The Trainer brings everything else: one CPU, one GPU, or many processes under `a
 or `torchrun`; bf16, `torch.compile`, logging to TensorBoard; checkpoints and resume.
 """
 
+import fcntl
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -172,6 +175,82 @@ def compute_metrics_fn(num_labels: int):
     return compute_metrics
 
 
+# --- the output folder: what may be in it, who writes to it, what to resume ---------------------------
+
+LOCK_FILE = ".train.lock"
+LOG_FOLDER = "runs"  # TensorBoard's, with --report_to tensorboard
+
+
+def check_numbers(data_args: DataArguments, training_args: TrainingArguments) -> None:
+    """Refuse, before any data is loaded, numbers that would train nothing or fail later."""
+    checks = [
+        (training_args, "num_train_epochs", training_args.num_train_epochs > 0, "above 0"),
+        (training_args, "max_steps", training_args.max_steps > 0 or training_args.max_steps == -1,
+         "at least 1, or -1 to train for --num_train_epochs"),
+        (training_args, "per_device_train_batch_size", training_args.per_device_train_batch_size >= 1, "at least 1"),
+        (training_args, "per_device_eval_batch_size", training_args.per_device_eval_batch_size >= 1, "at least 1"),
+        (training_args, "learning_rate", training_args.learning_rate > 0, "above 0"),
+        (data_args, "max_train_samples", data_args.max_train_samples is None or data_args.max_train_samples >= 1,
+         "at least 1"),
+        (data_args, "max_eval_samples", data_args.max_eval_samples is None or data_args.max_eval_samples >= 1,
+         "at least 1"),
+    ]
+    for arguments, name, sensible, expected in checks:
+        if not sensible:
+            raise UserError(f"--{name} must be {expected}, got {getattr(arguments, name)}.")
+
+
+def is_unfinished_run_file(path: Path) -> bool:
+    """What an unfinished train.py run leaves: checkpoints, logs, the lock."""
+    return path.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") or path.name in (LOCK_FILE, LOG_FOLDER)
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """Refuse an `--output_dir` holding anything but an unfinished run (which is resumed): a finished run
+    or someone's files would be overwritten."""
+    if not output_dir.exists():
+        return
+    if not output_dir.is_dir():
+        raise UserError(f"--output_dir {output_dir} is a file, not a folder: choose a new or empty folder.")
+    if (output_dir / "model.safetensors").exists() or (output_dir / TRAINER_STATE_NAME).exists():
+        raise UserError(
+            f"{output_dir} already holds a trained model. Choose another --output_dir, or fine-tune it "
+            f"with --model_name_or_path {output_dir} --output_dir NEW_DIR."
+        )
+    others = sorted(path.name for path in output_dir.iterdir() if not is_unfinished_run_file(path))
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise UserError(
+            f"--output_dir {output_dir} holds other files ({shown}) that this run could overwrite: "
+            "choose a new or empty folder."
+        )
+
+
+@contextmanager
+def exclusive_output_dir(output_dir: Path, is_main_process: bool) -> Iterator[None]:
+    """Create `output_dir` and hold its lock while the run writes there, so that a second run into the same
+    folder is refused. The kernel releases an flock when its process dies: a crash leaves no stale lock.
+    Only the main process locks; the other processes of an accelerate/torchrun run are the same run."""
+    if not is_main_process:
+        yield
+        return
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(output_dir / LOCK_FILE, "a")
+    except OSError as err:
+        raise UserError(
+            f"Cannot write to --output_dir {output_dir} ({err.strerror}): choose a folder you may write to."
+        ) from err
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(
+                f"Another train.py run is writing to {output_dir}: wait for it to finish, or choose another --output_dir."
+            ) from None
+        yield
+
+
 def last_complete_checkpoint(output_dir: Path) -> Path | None:
     """The newest `checkpoint-N` whose save finished. A process killed while saving leaves one without
     `trainer_state.json` (the Trainer writes it last): that one is skipped, not deleted."""
@@ -188,23 +267,14 @@ def last_complete_checkpoint(output_dir: Path) -> Path | None:
 def checkpoint_to_resume(training_args: TrainingArguments, config: MnistViTConfig) -> Path | None:
     """The checkpoint to resume from: `--resume_from_checkpoint`, else the last complete one in `--output_dir`.
 
-    Refuses an `--output_dir` that holds a finished run, or checkpoints of another model, rather than
-    overwrite or mix them.
+    Refuses checkpoints of another model rather than mix them.
     """
-    output_dir = Path(training_args.output_dir)
     if training_args.resume_from_checkpoint is not None:
         checkpoint = Path(training_args.resume_from_checkpoint)
         if not (checkpoint / TRAINER_STATE_NAME).exists():
             raise UserError(f"{checkpoint} is not a complete Trainer checkpoint (it has no {TRAINER_STATE_NAME}).")
-    elif output_dir.is_dir():
-        checkpoint = last_complete_checkpoint(output_dir)
-        if checkpoint is None and (output_dir / "model.safetensors").exists():
-            raise UserError(
-                f"{output_dir} already holds a trained model. Choose another --output_dir, or fine-tune it "
-                f"with --model_name_or_path {output_dir} --output_dir NEW_DIR."
-            )
     else:
-        checkpoint = None
+        checkpoint = last_complete_checkpoint(Path(training_args.output_dir))
     if checkpoint is not None:
         check_same_model(checkpoint, config)
     return checkpoint
@@ -258,6 +328,14 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Tra
     """Train (or only evaluate), then write the model and the full report on the test split to `--output_dir`."""
     if data_args.eval_only and model_args.model_name_or_path is None:
         raise UserError("--eval_only needs --model_name_or_path: the trained model to evaluate.")
+    check_numbers(data_args, training_args)
+    output_dir = Path(training_args.output_dir)
+    check_output_dir(output_dir)
+    with exclusive_output_dir(output_dir, training_args.process_index == 0):
+        return train_and_report(model_args, data_args, training_args)
+
+
+def train_and_report(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict:
     splits = load_splits(data_args)
     label_names = splits["train"].features["label"].names
     model = build_model(model_args, label_names)

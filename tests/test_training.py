@@ -16,7 +16,7 @@ from transformers import AutoImageProcessor
 
 from conftest import MNIST_DIR, QUICK_RUN_FLAGS, REPO_ROOT, run_train
 from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
-from mnist_vit.training import ModelArguments, build_model
+from mnist_vit.training import LOCK_FILE, ModelArguments, build_model
 
 sys.path.insert(0, str(REPO_ROOT))
 import train  # noqa: E402  (the entry point, for its argument parsing)
@@ -161,9 +161,10 @@ def test_hyperparameter_search_with_two_trials(tmp_path):
 
 def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
     output_dir = tmp_path / "run"
-    # learning rate 0: validation accuracy never improves, so patience 1 stops after the second epoch of five
+    # a learning rate too small to change a float32 weight: validation accuracy never improves, so patience 1
+    # stops after the second epoch of five
     result = run_train(
-        "--output_dir", str(output_dir), *TINY_MODEL, *TINY_DATA, "--num_train_epochs", "5", "--learning_rate", "0",
+        "--output_dir", str(output_dir), *TINY_MODEL, *TINY_DATA, "--num_train_epochs", "5", "--learning_rate", "1e-12",
         "--early_stopping_patience", "1", "--disable_tqdm", "true",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -212,13 +213,85 @@ def test_bad_data_folder_names_what_is_missing(tmp_path):
     assert_user_error(result, "nowhere")
 
 
-def test_output_dir_with_a_finished_run_is_left_alone(trained_run, tmp_path):
-    finished = tmp_path / "finished"  # a run whose checkpoints were cleaned up: only the final model is left
-    shutil.copytree(trained_run, finished, ignore=shutil.ignore_patterns("checkpoint-*"))
+@pytest.mark.parametrize("checkpoints", ["kept", "cleaned up"])
+def test_output_dir_with_a_finished_run_is_left_alone(trained_run, tmp_path, checkpoints):
+    finished = tmp_path / "finished"
+    ignore = shutil.ignore_patterns("checkpoint-*") if checkpoints == "cleaned up" else None
+    shutil.copytree(trained_run, finished, ignore=ignore)
     before = folder_digest(finished)
     result = run_train("--output_dir", str(finished), *QUICK_RUN_FLAGS)
     assert_user_error(result, "already holds a trained model", "--output_dir")
     assert folder_digest(finished) == before
+
+
+def test_output_dir_with_other_files_is_left_alone(tmp_path):
+    folder = tmp_path / "my-project"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("my notes")
+    (folder / "config.json").write_text('{"mine": true}')
+    before = folder_digest(folder)
+    result = run_train("--output_dir", str(folder), *QUICK_RUN_FLAGS)
+    assert_user_error(result, f"--output_dir {folder} holds other files (config.json, notes.txt)", "new or empty folder")
+    assert folder_digest(folder) == before
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--num_train_epochs", "-1", "--num_train_epochs must be above 0, got -1.0."),
+        ("--num_train_epochs", "0", "--num_train_epochs must be above 0"),
+        ("--max_steps", "0", "--max_steps must be at least 1, or -1"),
+        ("--max_steps", "-2", "--max_steps must be at least 1, or -1"),
+        ("--per_device_train_batch_size", "0", "--per_device_train_batch_size must be at least 1, got 0."),
+        ("--per_device_eval_batch_size", "-4", "--per_device_eval_batch_size must be at least 1"),
+        ("--learning_rate", "0", "--learning_rate must be above 0"),
+        ("--learning_rate", "-0.001", "--learning_rate must be above 0"),
+        ("--max_train_samples", "0", "--max_train_samples must be at least 1, got 0."),
+        ("--max_eval_samples", "-5", "--max_eval_samples must be at least 1"),
+    ],
+)
+def test_numbers_that_make_no_sense_are_refused_before_loading_data(tmp_path, flag, value, message):
+    # the data folder does not exist: an error about it would mean the data was read first
+    command = [sys.executable, str(REPO_ROOT / "train.py"), "--output_dir", str(tmp_path / "run"), flag, value,
+               "--data_dir", str(tmp_path / "no-data-here")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert_user_error(result, message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_output_dir_that_cannot_be_created_is_one_sentence(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    result = run_train("--output_dir", str(tmp_path / "a-file" / "run"), *QUICK_RUN_FLAGS)
+    assert_user_error(result, f"Cannot write to --output_dir {tmp_path / 'a-file' / 'run'}")
+    result = run_train("--output_dir", str(tmp_path / "a-file"), *QUICK_RUN_FLAGS)
+    assert_user_error(result, f"--output_dir {tmp_path / 'a-file'} is a file, not a folder")
+
+
+HOLD_THE_LOCK = """
+import sys
+from pathlib import Path
+from mnist_vit.training import exclusive_output_dir
+with exclusive_output_dir(Path(sys.argv[1]), is_main_process=True):
+    print("holding", flush=True)
+    sys.stdin.read()  # until the test kills this process
+"""
+
+
+def test_a_second_run_into_the_same_folder_is_refused_until_the_first_dies(tmp_path):
+    output_dir = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, str(output_dir)], cwd=REPO_ROOT,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    assert first.stdout.readline() == "holding\n"
+    # the model flag fails after the lock: its error shows the second run got past the lock
+    flags = ["--output_dir", str(output_dir), *QUICK_RUN_FLAGS, "--model_name_or_path", str(tmp_path / "no-model")]
+    second = run_train(*flags)
+    assert_user_error(second, f"Another train.py run is writing to {output_dir}")
+    first.kill()  # a crash: no chance to clean up
+    first.wait()
+    third = run_train(*flags)
+    assert_user_error(third, "Could not load a model from")
 
 
 def test_incompatible_checkpoint_says_what_to_do(trained_run, tmp_path):
@@ -227,7 +300,8 @@ def test_incompatible_checkpoint_says_what_to_do(trained_run, tmp_path):
     before = folder_digest(output_dir)
     result = run_train("--output_dir", str(output_dir), *QUICK_RUN_FLAGS, "--patch_size", "4")
     assert_user_error(result, "patch_size=7 there but 4 now", "choose another --output_dir")
-    assert folder_digest(output_dir) == before
+    after = folder_digest(output_dir)
+    assert after.pop(LOCK_FILE) and after == before  # the run took the folder's lock, and wrote nothing else
 
 
 @pytest.mark.parametrize(
