@@ -53,6 +53,12 @@ const classifierReady = loadClassifier().catch((error) => {
 let latest = null; // {imageData, version} waiting to be read
 let version = 0; // bumped by every new picture and by Clear
 let reading = false;
+let frameRequested = false; // a canvas read is due at the next animation frame
+
+/** aria-busy on the top 3 while a picture is due or being read: screen readers wait, and so can tests. */
+function markBusy() {
+  top3.ariaBusy = String(reading || frameRequested);
+}
 
 function read(imageData) {
   latest = { imageData, version: ++version };
@@ -61,6 +67,7 @@ function read(imageData) {
 
 async function readLatest() {
   reading = true;
+  markBusy();
   try {
     const classifier = await classifierReady;
     while (latest) {
@@ -72,6 +79,7 @@ async function readLatest() {
     }
   } finally {
     reading = false;
+    markBusy();
   }
 }
 
@@ -113,10 +121,10 @@ function canvasPoint(event) {
   return [((event.clientX - box.left) * canvas.width) / box.width, ((event.clientY - box.top) * canvas.height) / box.height];
 }
 
-let frameRequested = false;
 function readCanvasNextFrame() {
   if (frameRequested) return;
   frameRequested = true;
+  markBusy();
   requestAnimationFrame(() => {
     frameRequested = false;
     read(context.getImageData(0, 0, canvas.width, canvas.height));
