@@ -93,6 +93,16 @@ def test_drawn_digits_are_read(page):
     wait_for_label(page, "0")
 
 
+def test_everything_comes_from_the_page_folder(page):
+    """The bundle, ONNX Runtime's WASM files and the model: no CDN, no Hub."""
+    page.wait_for_function("document.querySelector('#status').textContent.startsWith('Model: ')")  # loaded
+    fetched = page.evaluate("performance.getEntriesByType('resource').map(entry => entry.name)")
+    origin = page.url.split("?")[0]
+    assert any(url.endswith("/ort/ort-wasm-simd-threaded.wasm") for url in fetched)
+    assert any(url.endswith(f"/models/{LOCAL_MODEL}/onnx/model.onnx") for url in fetched)
+    assert [url for url in fetched if not url.startswith(origin)] == []
+
+
 def test_an_uploaded_scan_is_read(page, test_pictures, tmp_path):  # noqa: F811
     """A test digit as a scan: black ink on white paper, larger than MNIST's 28x28, the digit off-centre."""
     paper = Image.new("L", (300, 240), 235)
