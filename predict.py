@@ -20,7 +20,7 @@ from transformers.utils import logging
 from mnist_vit.inference import DigitClassifier, ImageReadError, Prediction, find_images, read_image
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "checkpoints" / "mnist-vit"
-BATCH_SIZE = 64  # pictures decoded and classified together: fast, and memory stays small for large photos
+BATCH_SIZE = 64  # pictures classified together
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -36,33 +36,42 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
 
 
 def classify_batch(classifier: DigitClassifier, paths: list[Path], top_k: int) -> list[Prediction | str]:
-    """A prediction, or an error sentence, for each path."""
+    """A prediction, or an error sentence, for each path. Each picture is preprocessed as soon as it is read,
+    so that only one decoded photo is in memory at a time, and the model sees the batch at once."""
     results: list[Prediction | str | None] = [None] * len(paths)
-    images = {}
+    pixel_values = {}
     for index, path in enumerate(paths):
         try:
-            images[index] = read_image(path)
+            pixel_values[index] = classifier.preprocess([read_image(path)])
         except ImageReadError as error:
             results[index] = str(error)
-    if images:
-        for index, prediction in zip(images, classifier.predict(list(images.values()), top_k=top_k)):
+    if pixel_values:
+        predictions = classifier.classify(torch.cat(list(pixel_values.values())), top_k=top_k)
+        for index, prediction in zip(pixel_values, predictions):
             results[index] = prediction or "The picture is blank: no ink stands out from its background."
     return results
 
 
 def format_line(path: Path, result: Prediction | str, as_json: bool) -> str:
+    """One line per picture: JSON escapes what needs it, and text output escapes control characters (a
+    newline or a terminal escape in a file name) and bytes that are not text."""
     if isinstance(result, str):
-        return json.dumps({"file": str(path), "error": result}) if as_json else f"{path}: error: {result}"
+        return json.dumps({"file": str(path), "error": result}) if as_json else escaped(f"{path}: error: {result}")
     if as_json:
         top_k = [{"label": entry["label"], "score": round(entry["score"], 4)} for entry in result.top_k]
         return json.dumps({"file": str(path), "label": result.label, "score": round(result.score, 4), "top_k": top_k})
     top_k = "  ".join(f"{entry['label']} {entry['score']:.1%}" for entry in result.top_k)
-    return f"{path}: {result.label} ({result.score:.1%})  top {len(result.top_k)}: {top_k}"
+    return escaped(f"{path}: {result.label} ({result.score:.1%})  top {len(result.top_k)}: {top_k}")
+
+
+def escaped(text: str) -> str:
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode() for char in text)
 
 
 def main(argv: list[str]) -> int:
     arguments = parse_arguments(argv)
     logging.disable_progress_bar()  # the weight-loading bar would interleave with the results on a terminal
+    logging.set_verbosity_error()  # a model that does not load is one sentence below, not also a loading report
     torch.set_num_threads(1)  # a 0.8M-parameter model gains nothing from more; see bench/bench_predict.py
     try:
         classifier = DigitClassifier.from_pretrained(arguments.model)

@@ -12,16 +12,26 @@ transparent background or a typed digit becomes the same MNIST-style 28x28 the m
 
 import glob
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from PIL import Image, ImageOps, UnidentifiedImageError
+from safetensors import SafetensorError
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 IMAGE_FORMATS = "PNG, JPEG, WebP, BMP or GIF"
+# Large pictures are decoded reduced: a JPEG at the smallest scale whose longer side is at least DRAFT_SIDE,
+# any picture then to a longer side of at most MAX_SIDE. A digit stays far larger than the 28x28 it becomes.
+DRAFT_SIDE = 1024
+MAX_SIDE = 2048
+NOT_ITS_CONFIG = "The weights in {path} do not fit its config.json: the config describes another model than the weights."
 
 
 @dataclass
@@ -53,27 +63,51 @@ class DigitClassifier:
 
     @classmethod
     def from_pretrained(cls, model_name_or_path: str | Path) -> "DigitClassifier":
-        """Load a local folder or a Hub repo. Eager attention, because only eager returns attention maps."""
-        model = AutoModelForImageClassification.from_pretrained(model_name_or_path, attn_implementation="eager")
-        return cls(model, AutoImageProcessor.from_pretrained(model_name_or_path))
+        """Load a local folder or a Hub repo; what is wrong with it raises `OSError` or `ValueError`, a
+        sentence that names the path."""
+        path = Path(model_name_or_path)
+        if path.is_file():
+            raise ValueError(f"{path} is a file: pass the model's folder (with config.json and model.safetensors).")
+        if not path.exists() and not is_repo_id(str(model_name_or_path)):
+            raise ValueError(f"There is no folder {path}: pass a model folder, or a Hub repo id such as user/mnist-vit.")
+        try:
+            model, loading = AutoModelForImageClassification.from_pretrained(model_name_or_path, output_loading_info=True)
+            image_processor = AutoImageProcessor.from_pretrained(model_name_or_path)
+        except OSError as error:
+            if path.exists():
+                raise
+            raise OSError(f"There is no folder {path}, and no such model could be loaded from the Hub: {first_line(error)}") from None
+        except SafetensorError as error:  # a truncated or empty file
+            raise ValueError(f"The weights in {path} are damaged ({first_line(error)}): copy the model again.") from None
+        except RuntimeError:  # tensors of other shapes than the config says
+            raise ValueError(NOT_ITS_CONFIG.format(path=path)) from None
+        if loading["missing_keys"] or loading["unexpected_keys"]:
+            raise ValueError(NOT_ITS_CONFIG.format(path=path))
+        return cls(model, image_processor)
 
     def preprocess(self, images: list) -> torch.Tensor:
         return self.image_processor(images, return_tensors="pt")["pixel_values"]
 
-    @torch.inference_mode()
     def predict(self, images: list, top_k: int = 3) -> list[Prediction | None]:
         """One prediction per picture, in order; None for a blank picture (no ink, nothing to classify)."""
-        pixel_values = self.preprocess(images)
+        return self.classify(self.preprocess(images), top_k)
+
+    @torch.inference_mode()
+    def classify(self, pixel_values: torch.Tensor, top_k: int = 3) -> list[Prediction | None]:
+        """`predict` for pictures already preprocessed: (B, C, H, W) from `preprocess`."""
         logits = self.model(pixel_values=pixel_values).logits
         blank = is_blank(pixel_values)
         return [None if blank[i] else self.top_predictions(logits[i], top_k) for i in range(len(logits))]
 
     @torch.inference_mode()
     def explain(self, image, top_k: int = 3) -> Explanation | None:
-        """Predict one picture and show where the model looked; None if the picture is blank."""
+        """Predict one picture and show where the model looked; None if the picture is blank.
+
+        Attention maps need eager attention (sdpa returns none): the model switches on the first call."""
         pixel_values = self.preprocess([image])
         if is_blank(pixel_values)[0]:
             return None
+        self.model.set_attn_implementation("eager")
         outputs = self.model(pixel_values=pixel_values, output_attentions=True)
         return Explanation(
             prediction=self.top_predictions(outputs.logits[0], top_k),
@@ -149,8 +183,7 @@ def find_images(arguments: list[str]) -> list[Path]:
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            found = [file for file in path.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES and file.is_file()]
-            paths += sorted(found) or [path]
+            paths += files_under(path) or [path]
         elif not path.exists() and is_pattern(argument):
             paths += sorted(Path(match) for match in glob.glob(argument, recursive=True)) or [path]
         else:
@@ -158,26 +191,68 @@ def find_images(arguments: list[str]) -> list[Path]:
     return paths
 
 
+def files_under(folder: Path) -> list[Path]:
+    """The image files under `folder`, recursively, sorted; with any folder that cannot be listed, so that
+    reading it reports why."""
+    found = []
+    for root, _, names in os.walk(folder, onerror=lambda error: found.append(Path(error.filename))):
+        found += [Path(root, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found)
+
+
 def is_pattern(argument: str) -> bool:
     return any(character in argument for character in "*?[")
 
 
 def read_image(path: Path) -> Image.Image:
-    """Decode a picture file fully (its first frame for an animated GIF), upright as its EXIF says."""
+    """A picture file, decoded by `decode_image`; what is wrong raises `ImageReadError`."""
     if path.is_dir():
+        try:
+            os.listdir(path)
+        except OSError as error:
+            raise ImageReadError(f"This folder cannot be read: {error.strerror}.") from None
         raise ImageReadError(f"This folder holds no {IMAGE_FORMATS} files.")
     if not path.exists():
         raise ImageReadError("No file matches this pattern." if is_pattern(str(path)) else "No such file.")
     if path.stat().st_size == 0:
         raise ImageReadError("The file is empty.")
+    return decode_image(path)
+
+
+def decode_image(file: Path | BinaryIO) -> Image.Image:
+    """Decode a picture fully (its first frame for an animated GIF), upright as its EXIF says, and reduced if
+    large, so that memory stays small whatever the picture's size: a digit needs far fewer pixels than a photo.
+
+    Whatever Pillow raises for a damaged file becomes `ImageReadError`, a sentence for the user.
+    """
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now, so that a truncated file fails here and not in the middle of a batch
-            return ImageOps.exif_transpose(image)  # phone photos are stored sideways with an EXIF rotation
+        with Image.open(file) as image:
+            longer = max(image.size)
+            if longer > DRAFT_SIDE:  # JPEG decodes at 1/2, 1/4 or 1/8 scale; other formats ignore this
+                scale = DRAFT_SIDE / longer
+                image.draft(None, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+            image.load()  # decode now, so that a damaged file fails here and not in the middle of a batch
+            image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with an EXIF rotation
+            image.thumbnail((MAX_SIDE, MAX_SIDE))  # only ever shrinks
+            return image
     except UnidentifiedImageError:
         raise ImageReadError(f"This is not a picture that can be read ({IMAGE_FORMATS} expected).") from None
-    except (OSError, Image.DecompressionBombError) as error:
-        raise ImageReadError(f"The picture cannot be decoded: {error}.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageReadError(f"The picture is too large to read safely: {error}") from None
+    except Exception as error:  # noqa: BLE001  Pillow's decoders raise many types for damaged files
+        raise ImageReadError(f"The picture cannot be decoded ({type(error).__name__}: {error}).") from None
+
+
+def first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def is_repo_id(argument: str) -> bool:
+    try:
+        validate_repo_id(argument)
+    except HFValidationError:
+        return False
+    return True
 
 
 __all__ = [
@@ -187,6 +262,7 @@ __all__ = [
     "Prediction",
     "attention_picture",
     "attention_rollout",
+    "decode_image",
     "find_images",
     "read_image",
 ]

@@ -1,18 +1,20 @@
 """predict.py on real picture files made the way people make them, and the inference module under it."""
 
+import io
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from conftest import REPO_ROOT, ink_on_transparency
 from mnist_vit.inference import DigitClassifier, ImageReadError, attention_picture, find_images, read_image
-
 
 
 def run_predict(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -126,13 +128,6 @@ def test_glob_patterns_and_text_output(uploads):
     assert [match[1] for match in matches] == [f"digits/{name}" for name in expected]
 
 
-def test_a_model_that_cannot_be_loaded_is_one_sentence(tmp_path):
-    result = run_predict("digit.png", "--model", str(tmp_path / "no-model-here"), cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.startswith(f"error: cannot load the model from {tmp_path / 'no-model-here'}: ")
-    assert "Traceback" not in result.stderr
-
-
 # --- the inference module ----------------------------------------------------------------------------------
 
 
@@ -189,3 +184,128 @@ def test_explain_shows_the_digit_and_attention_over_its_patches(classifier, mnis
     assert explanation.attention.sum() == pytest.approx(1)
     picture = attention_picture(explanation)
     assert picture.mode == "RGB" and picture.size == (280, 280)
+
+
+# --- bad input: every failure one line, nothing else lost ---------------------------------------------------
+
+
+def damaged_pictures() -> dict[str, bytes]:
+    """Files that Pillow opens and then fails on, each with an exception type of its own, not only `OSError`."""
+    def encoded(format: str, **options) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("L", (60, 40), 200).save(buffer, format=format, **options)
+        return buffer.getvalue()
+
+    oversized_text = PngImagePlugin.PngInfo()
+    oversized_text.add_text("comment", "x" * (PngImagePlugin.MAX_TEXT_CHUNK + 1), zip=True)
+    bmp = bytearray(encoded("BMP"))
+    bmp[14:18] = (7).to_bytes(4, "little")  # a header size no BMP version has
+    pgm, tiff = encoded("PPM"), encoded("TIFF")
+    return {
+        "oversized-text.png": encoded("PNG", pnginfo=oversized_text),  # ValueError
+        "bad-header.bmp": bytes(bmp),  # OSError
+        "truncated-header.pgm": pgm[:5],  # ValueError
+        "truncated.tif": tiff[: len(tiff) * 2 // 3],  # OSError
+    }
+
+
+def test_damaged_files_are_error_lines_and_the_others_are_read(tmp_path, mnist_test_digits):
+    images, labels = mnist_test_digits
+    for name, data in damaged_pictures().items():
+        (tmp_path / name).write_bytes(data)
+    Image.fromarray(images[0]).save(tmp_path / "z-digit.png")
+    result = run_predict(*sorted(str(path) for path in tmp_path.iterdir()), "--json", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    errors = {Path(line["file"]).name: line["error"] for line in lines if "error" in line}
+    assert sorted(errors) == sorted(damaged_pictures())
+    assert all(error.startswith("The picture cannot be decoded (") for error in errors.values()), errors
+    assert lines[-1]["label"] == str(labels[0])
+
+
+def test_file_names_with_control_characters_stay_one_line(tmp_path, mnist_test_digits):
+    images, labels = mnist_test_digits
+    name = "new\nline \x1b[31mred\x1b[0m.png"
+    Image.fromarray(images[0]).save(tmp_path / name)
+    (tmp_path / "tab\there.png").write_text("not a picture")
+    result = run_predict(str(tmp_path), cwd=tmp_path)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, result.stdout
+    assert lines[0].startswith(f"{tmp_path}/new\\nline \\x1b[31mred\\x1b[0m.png: {labels[0]} (")
+    assert lines[1].startswith(f"{tmp_path}/tab\\there.png: error: This is not a picture")
+
+
+def test_a_folder_that_cannot_be_read_is_reported(tmp_path, mnist_test_digits):
+    images, labels = mnist_test_digits
+    folder = tmp_path / "photos"
+    (folder / "locked").mkdir(parents=True)
+    Image.fromarray(images[0]).save(folder / "a.png")
+    Image.fromarray(images[1]).save(folder / "locked" / "b.png")
+    (folder / "locked").chmod(0)
+    command = [sys.executable, str(REPO_ROOT / "predict.py"), str(folder)]
+    if os.geteuid() == 0:  # root reads any folder: drop the capabilities that let it
+        command = ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+                   "--bounding-set=-dac_override,-dac_read_search", *command]
+    try:
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    finally:
+        (folder / "locked").chmod(0o755)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines()[1:] == [f"{folder / 'locked'}: error: This folder cannot be read: Permission denied."]
+    assert result.stdout.startswith(f"{folder / 'a.png'}: {labels[0]} (")
+
+
+def broken_models(shipped_model: Path, folder: Path) -> dict[str, str]:
+    """{model path: what the error must say}, each a copy of the shipped model broken one way."""
+    def copy(name: str) -> Path:
+        return Path(shutil.copytree(shipped_model, folder / name))
+
+    truncated, empty, wrong_size, wrong_depth = copy("truncated"), copy("empty"), copy("wrong-size"), copy("wrong-depth")
+    weights = (shipped_model / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    (empty / "model.safetensors").write_bytes(b"")
+    for model, change in ((wrong_size, {"hidden_size": 64, "intermediate_size": 256}), (wrong_depth, {"num_hidden_layers": 6})):
+        config = json.loads((model / "config.json").read_text())
+        (model / "config.json").write_text(json.dumps({**config, **change}))
+    return {
+        str(truncated): f"The weights in {truncated} are damaged",
+        str(empty): f"The weights in {empty} are damaged",
+        str(wrong_size): f"The weights in {wrong_size} do not fit its config.json",
+        str(wrong_depth): f"The weights in {wrong_depth} do not fit its config.json",
+        str(truncated / "model.safetensors"): f"{truncated / 'model.safetensors'} is a file: pass the model's folder",
+        str(folder / "no" / "such" / "model"): f"There is no folder {folder / 'no' / 'such' / 'model'}",
+    }
+
+
+def test_a_model_that_cannot_be_loaded_is_one_sentence_naming_it(shipped_model, tmp_path, mnist_test_digits):
+    Image.fromarray(mnist_test_digits[0][0]).save(tmp_path / "digit.png")
+    for model, message in broken_models(shipped_model, tmp_path).items():
+        result = run_predict("digit.png", "--model", model, cwd=tmp_path)
+        assert result.returncode == 2, (model, result.stderr)
+        assert "Traceback" not in result.stderr and result.stdout == "", (model, result.stderr)
+        assert result.stderr.startswith(f"error: cannot load the model from {model}: {message}"), result.stderr
+
+
+def test_predict_uses_sdpa_and_explain_switches_to_eager(shipped_model, mnist_test_digits):
+    classifier = DigitClassifier.from_pretrained(shipped_model)
+    assert classifier.model.config._attn_implementation == "sdpa"
+    digit = Image.fromarray(mnist_test_digits[0][3])
+    prediction = classifier.predict([digit])[0]
+    explanation = classifier.explain(digit)
+    assert classifier.model.config._attn_implementation == "eager"
+    assert explanation.prediction.label == prediction.label
+    assert explanation.prediction.score == pytest.approx(prediction.score, abs=1e-5)
+
+
+def test_large_pictures_are_decoded_reduced_and_upright(tmp_path):
+    photo = Image.new("RGB", (6000, 4000), (200, 190, 180))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # EXIF Orientation: stored sideways
+    photo.save(tmp_path / "photo.jpg", exif=exif, quality=80)
+    decoded = read_image(tmp_path / "photo.jpg")
+    assert decoded.size == (1000, 1500)  # decoded at 1/4 scale (1/8 would be under 1024 px), then turned upright
+    Image.new("L", (5000, 3000), 255).save(tmp_path / "scan.png")
+    assert max(read_image(tmp_path / "scan.png").size) <= 2048
+    Image.new("L", (900, 700), 255).save(tmp_path / "small.png")
+    assert read_image(tmp_path / "small.png").size == (900, 700)
