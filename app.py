@@ -10,6 +10,7 @@ image file; both return the top-3 confidences and the attention picture.
 
 import argparse
 import base64
+import binascii
 import io
 from pathlib import Path
 
@@ -17,10 +18,13 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from mnist_vit.inference import DigitClassifier, attention_picture
+from mnist_vit.inference import DigitClassifier, ImageReadError, attention_picture, decode_image, read_image
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "checkpoints" / "mnist-vit"
 TOP_K = 3
+# Pictures above twice this many pixels are refused as decompression bombs (PIL's own check), so that one request
+# cannot take gigabytes: a 64-megapixel PNG decodes to 256 MB, and JPEGs decode reduced (inference.decode_image).
+MAX_IMAGE_PIXELS = 32_000_000
 CANVAS_SIZE = 280  # 10 canvas pixels per MNIST pixel
 BRUSH_SIZE = 22  # MNIST strokes are 2-3 pixels wide in a 20-pixel digit: a thin pen reads worse
 
@@ -92,14 +96,35 @@ def parse_arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def user_error(message: str) -> gr.Error:
+    """A mistake in the input: shown to the user as it is, and no traceback in the server's log."""
+    return gr.Error(message, print_exception=False)
+
+
 def decode_data_url(data_url: str | None) -> Image.Image | None:
     """`data:image/png;base64,...` -> the picture; an empty canvas sends ''."""
     if not data_url:
         return None
     header, _, encoded = data_url.partition(",")
     if not (header.startswith("data:image/") and header.endswith(";base64")):
-        raise gr.Error("Expected the drawing as a base64 data URL: data:image/png;base64,...")
-    return Image.open(io.BytesIO(base64.b64decode(encoded)))
+        raise user_error("Expected the drawing as a base64 data URL: data:image/png;base64,...")
+    try:
+        return decode_image(io.BytesIO(base64.b64decode(encoded, validate=True)))
+    except binascii.Error:
+        raise user_error("The drawing's data URL is not valid base64: send the canvas's toDataURL() as it is.") from None
+    except ImageReadError as error:
+        raise user_error(str(error)) from None
+
+
+def read_upload(upload: dict | None) -> Image.Image | None:
+    """The uploaded file (gradio's file data, unprocessed: gradio's own decoding would fail with its generic
+    error) -> the picture."""
+    if upload is None:
+        return None
+    try:
+        return read_image(Path(upload["path"]))
+    except ImageReadError as error:
+        raise user_error(str(error)) from None
 
 
 def classify(classifier: DigitClassifier, image: Image.Image | None) -> tuple[dict | None, Image.Image | None]:
@@ -115,8 +140,8 @@ def build_demo(classifier: DigitClassifier) -> gr.Blocks:
     def predict_drawing(data_url: str | None):
         return classify(classifier, decode_data_url(data_url))
 
-    def predict_upload(image: Image.Image | None):
-        return classify(classifier, image)
+    def predict_upload(upload: dict | None):
+        return classify(classifier, read_upload(upload))
 
     with gr.Blocks(title="mnist-vit") as demo:
         gr.Markdown("# mnist-vit\nDraw a digit, or upload a photo of one. The prediction follows your pen.")
@@ -136,8 +161,7 @@ def build_demo(classifier: DigitClassifier) -> gr.Blocks:
                 )
                 upload = gr.Image(
                     label="Or upload a photo",
-                    type="pil",
-                    image_mode=None,  # keep the file's own mode: the processor reads transparency as background
+                    type="filepath",
                     sources=["upload", "clipboard"],
                     elem_id="upload",
                 )
@@ -158,6 +182,7 @@ def build_demo(classifier: DigitClassifier) -> gr.Blocks:
                 api_name=predict.__name__,
                 trigger_mode="always_last",
                 show_progress="hidden",
+                preprocess=False,  # the functions decode pictures themselves, each failure a sentence for the user
             )
     return demo
 
@@ -165,6 +190,7 @@ def build_demo(classifier: DigitClassifier) -> gr.Blocks:
 def main() -> None:
     arguments = parse_arguments()
     torch.set_num_threads(1)  # one drawing at a time: more threads only wait on each other (bench/bench_predict.py)
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     demo = build_demo(DigitClassifier.from_pretrained(arguments.model))
     demo.launch(server_port=arguments.port, share=arguments.share)
 

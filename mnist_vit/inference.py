@@ -232,9 +232,8 @@ def decode_image(file: Path | BinaryIO) -> Image.Image:
                 scale = DRAFT_SIDE / longer
                 image.draft(None, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
             image.load()  # decode now, so that a damaged file fails here and not in the middle of a batch
-            image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with an EXIF rotation
-            image.thumbnail((MAX_SIDE, MAX_SIDE))  # only ever shrinks
-            return image
+            image.thumbnail((MAX_SIDE, MAX_SIDE))  # in place, and only ever shrinks
+            return ImageOps.exif_transpose(image)  # phone photos are stored sideways with an EXIF rotation
     except UnidentifiedImageError:
         raise ImageReadError(f"This is not a picture that can be read ({IMAGE_FORMATS} expected).") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
