@@ -6,7 +6,9 @@ start-up cost is removed by timing two run lengths and dividing the difference b
 The peak memory (max RSS) of the train.py processes is reported too. Rounds alternate the two so
 that a busy machine slows both alike; the medians are compared.
 
-    python bench/bench_train.py --data_dir ../shared/mnist [--batch_size 128] [--bf16] [--rounds 3]
+    python bench/bench_train.py --data_dir ../shared/mnist [--batch_size 128] [--bf16] [--rounds 3] [--results R.jsonl]
+
+On a GPU give it enough `--steps` (1000) that their difference outweighs the noise of the runs' start.
 """
 
 import argparse
@@ -64,9 +66,11 @@ def train_py_runtime(data_dir: str, steps: int, batch_size: int, bf16: bool) -> 
             sys.executable, str(REPO_ROOT / "train.py"), "--data_dir", data_dir, "--output_dir", output_dir,
             "--max_steps", str(steps), "--per_device_train_batch_size", str(batch_size), "--eval_strategy", "no",
             "--save_strategy", "no", "--load_best_model_at_end", "false", "--max_eval_samples", "100",
-            "--disable_tqdm", "true", "--bf16", str(bf16),
+            "--disable_tqdm", "true", "--bf16", str(bf16), "--use_cpu", str(not torch.cuda.is_available()),
         ]
-        subprocess.run(command, check=True, capture_output=True, text=True)
+        finished = subprocess.run(command, capture_output=True, text=True)
+        if finished.returncode != 0:
+            sys.exit(f"train.py failed (exit status {finished.returncode}):\n{finished.stderr[-4000:]}")
         runtime = json.loads((Path(output_dir) / "train_results.json").read_text())["train_runtime"]
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports KiB
     return runtime, peak_mib
@@ -79,6 +83,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100, help="extra steps between the short and the long run")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--results", help="a JSON-lines file to append the figures to")
     args = parser.parse_args()
 
     images = torch.from_numpy(read_idx(Path(args.data_dir) / "train-images-idx3-ubyte.gz").copy())
@@ -99,6 +104,14 @@ def main() -> None:
     print(f"hand loop: {statistics.median(hand) * 1000:.1f} ms/step (median of {args.rounds})")
     print(f"ratio train.py / hand loop: {ratio:.2f} (target: at most 1.25)")
     print(f"peak memory of a train.py process: {peak:.0f} MiB (target: under 2048)")
+    if args.results:
+        row = {
+            "name": "trainer_vs_hand_loop", "device": device, "batch_size": args.batch_size, "bf16": args.bf16,
+            "steps": args.steps, "rounds": args.rounds, "train_py_ms_per_step": statistics.median(trainer) * 1000,
+            "hand_loop_ms_per_step": statistics.median(hand) * 1000, "ratio": ratio, "train_py_peak_mib": peak,
+        }
+        with open(args.results, "a") as file:
+            file.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":
