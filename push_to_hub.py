@@ -18,7 +18,10 @@ from mnist_vit.training import UserError
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model_dir", required=True, help="The --output_dir of a finished train.py run.")
+    parser.add_argument(
+        "--model_dir", required=True,
+        help="A trained model with its image processor: a train.py --output_dir, or checkpoints/mnist-vit.",
+    )
     parser.add_argument("--repo_id", required=True, help="The Hub repo to publish to: NAMESPACE/NAME.")
     parser.add_argument(
         "--data_dir", help="A folder with MNIST's IDX files, for the widget examples (default: the Hub's ylecun/mnist)."

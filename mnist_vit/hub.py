@@ -56,12 +56,11 @@ from .image_processing_mnist_vit import MnistViTImageProcessor
 from .modeling_mnist_vit import MnistViTForImageClassification
 from .training import UserError, open_dataset
 
+MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+# What train.py writes beside the model. Each may be missing (the shipped checkpoint has no trainer_state.json):
+# the card reports what is there and says what it cannot know.
+RUN_RECORDS = ("train_args.json", "trainer_state.json", "eval_results.json", "test_results.json")
 FIGURES = ("confusion_matrix.png", "misclassified.png")
-# Everything the repo and its card are made of; train.py writes all of them.
-RUN_FILES = (
-    "config.json", "model.safetensors", "preprocessor_config.json", "train_args.json", "trainer_state.json",
-    "eval_results.json", "test_results.json", *FIGURES,
-)
 # Test digits searched for widget examples: enough to find a confidently classified one of each class.
 WIDGET_CANDIDATES = 1000
 WIDGET_TOP_K = 3
@@ -82,37 +81,45 @@ MNIST_CITATION = """@article{lecun1998gradient,
 
 @dataclass
 class TrainedRun:
-    """A train.py `--output_dir`, loaded: the model, its processor and what the card reports."""
+    """A folder with a trained model, loaded: the model, its processor and what the card reports (None: the
+    folder does not record it)."""
 
     path: Path
     model: MnistViTForImageClassification
     image_processor: MnistViTImageProcessor
-    train_args: dict
-    trainer_state: dict
-    eval_results: dict
-    test_results: dict
+    train_args: dict | None
+    trainer_state: dict | None
+    eval_results: dict | None
+    test_results: dict | None
+    figures: list[str]
 
 
 def check_run_dir(model_dir: str | os.PathLike) -> Path:
-    """Refuse, naming what is missing, a folder that is not the output of a finished train.py run."""
+    """Refuse, naming why, a folder without a trained mnist-vit model and its image processor."""
     path = Path(model_dir)
     if not path.is_dir():
-        raise UserError(f"--model_dir {path} does not exist; pass the --output_dir of a finished train.py run.")
-    missing = [name for name in RUN_FILES if not (path / name).is_file()]
+        raise UserError(f"--model_dir {path} does not exist; pass a folder with a trained model, such as a train.py --output_dir.")
+    missing = [name for name in MODEL_FILES if not (path / name).is_file()]
     if missing:
         raise UserError(
-            f"{path} is not a trained mnist-vit run: it lacks {', '.join(missing)}. "
-            "Pass the --output_dir of a finished train.py run."
+            f"{path} is not a trained mnist-vit model: it lacks {', '.join(missing)}. "
+            "Pass a folder with a trained model and its image processor, such as a train.py --output_dir."
         )
     model_type = json.loads((path / "config.json").read_text()).get("model_type")
     if model_type != MnistViTConfig.model_type:
         raise UserError(f"{path} holds a {model_type!r} model, not an mnist-vit one (model_type 'mnist_vit').")
+    state = path / "trainer_state.json"
+    if state.is_file() and json.loads(state.read_text()).get("global_step") == 0:
+        raise UserError(
+            f"{state} says the model never trained (0 optimizer steps): its weights are random. "
+            "Publish a run that trained, e.g. with --num_train_epochs above 0."
+        )
     return path
 
 
 def load_run(path: Path) -> TrainedRun:
-    def read_json(name: str) -> dict:
-        return json.loads((path / name).read_text())
+    def read_json(name: str) -> dict | None:
+        return json.loads((path / name).read_text()) if (path / name).is_file() else None
 
     return TrainedRun(
         path=path,
@@ -122,7 +129,12 @@ def load_run(path: Path) -> TrainedRun:
         trainer_state=read_json("trainer_state.json"),
         eval_results=read_json("eval_results.json"),
         test_results=read_json("test_results.json"),
+        figures=[figure for figure in FIGURES if (path / figure).is_file()],
     )
+
+
+def not_recorded(name: str) -> str:
+    return f"Not recorded: the published folder had no `{name}`, so this card cannot say."
 
 
 def load_test_split(data_dir: str | os.PathLike | None) -> datasets.Dataset:
@@ -175,12 +187,22 @@ def repo_file_url(repo_id: str, revision: str | None, path: str) -> str:
     return f"{constants.ENDPOINT}/{repo_id}/resolve/{quote(revision or 'main', safe='')}/{path}"
 
 
-def card_data(run: TrainedRun, repo_id: str, revision: str | None, examples: list[WidgetExample]) -> ModelCardData:
-    results = run.test_results
+def eval_results(test_results: dict | None) -> list[EvalResult] | None:
+    if test_results is None:
+        return None
     evaluation = {
         "task_type": "image-classification", "task_name": "Image Classification",
         "dataset_type": MNIST_HUB_NAME, "dataset_name": "MNIST", "dataset_split": "test",
     }
+    return [
+        EvalResult(**evaluation, metric_type="accuracy", metric_name="Test accuracy",
+                   metric_value=round(test_results["test_accuracy"], 4)),
+        EvalResult(**evaluation, metric_type="f1", metric_name="Test macro F1", metric_args={"average": "macro"},
+                   metric_value=round(test_results["test_f1_macro"], 4)),
+    ]
+
+
+def card_data(run: TrainedRun, repo_id: str, revision: str | None, examples: list[WidgetExample]) -> ModelCardData:
     return ModelCardData(
         model_name=repo_id.split("/")[1],
         license=LICENSE,
@@ -189,12 +211,7 @@ def card_data(run: TrainedRun, repo_id: str, revision: str | None, examples: lis
         tags=["vision", "vit", "mnist", "handwritten-digits"],
         datasets=[MNIST_HUB_NAME],
         metrics=["accuracy", "f1"],
-        eval_results=[
-            EvalResult(**evaluation, metric_type="accuracy", metric_name="Test accuracy",
-                       metric_value=round(results["test_accuracy"], 4)),
-            EvalResult(**evaluation, metric_type="f1", metric_name="Test macro F1", metric_args={"average": "macro"},
-                       metric_value=round(results["test_f1_macro"], 4)),
-        ],
+        eval_results=eval_results(run.test_results),
         widget=[
             {
                 "src": repo_file_url(repo_id, revision, f"{EXAMPLES_FOLDER}/{example.label}.png"),
@@ -243,8 +260,12 @@ def augmentation_text(args: dict) -> str:
     return ", ".join(step for step in steps if step) or "none"
 
 
-def training_section(args: dict, state: dict) -> str:
-    batch_size = state["train_batch_size"] * args["world_size"] * args["gradient_accumulation_steps"]
+def training_section(args: dict | None, state: dict | None) -> str:
+    if args is None:
+        return f"## Training\n\n{not_recorded('train_args.json')}\n"
+    per_device = state["train_batch_size"] if state else args["per_device_train_batch_size"]
+    batch_size = per_device * args["world_size"] * args["gradient_accumulation_steps"]
+    steps = f"{state['global_step']} optimizer steps" if state else "optimizer steps not recorded: no `trainer_state.json`"
     warmup = args["warmup_steps"]
     warmup = f"{warmup:.0%} of the steps" if warmup < 1 else f"{int(warmup)} steps"
     precision = "bf16" if args["bf16"] else "fp16" if args["fp16"] else "fp32"
@@ -254,7 +275,7 @@ def training_section(args: dict, state: dict) -> str:
     )
     table = markdown_table(
         ("hyperparameter", "value"),
-        ("epochs", f"{args['num_train_epochs']:g} ({state['global_step']} optimizer steps)"),
+        ("epochs", f"{args['num_train_epochs']:g} ({steps})"),
         ("batch size", batch_size),
         ("optimizer", f"{args['optim']} (betas {args['adam_beta1']}, {args['adam_beta2']}), weight decay {args['weight_decay']}"),
         ("learning rate", f"{args['learning_rate']}, {args['lr_scheduler_type']} schedule, warmup {warmup}"),
@@ -275,7 +296,9 @@ validation, by the mnist-vit package's `train.py`. {kept}
 """
 
 
-def results_section(test_results: dict, eval_results: dict) -> str:
+def results_section(test_results: dict | None, eval_results: dict | None, figures: list[str]) -> str:
+    if test_results is None:
+        return f"## Results\n\n{not_recorded('test_results.json')}\n"
     per_class = test_results["test_per_class"]
     overall = markdown_table(
         ("accuracy", "macro F1", "macro precision", "macro recall", "loss"),
@@ -288,24 +311,25 @@ def results_section(test_results: dict, eval_results: dict) -> str:
           for label, scores in per_class.items()),
     )
     total = sum(scores["support"] for scores in per_class.values())
+    validation = (
+        f"Accuracy on the held-out validation digits: {eval_results['eval_accuracy']:.2%}."
+        if eval_results else "Validation accuracy: not recorded (no `eval_results.json`)."
+    )
+    pictures = {
+        "confusion_matrix.png": "Confusion matrix (rows: true digit, columns: predicted):\n\n![confusion matrix](confusion_matrix.png)",
+        "misclassified.png": "The test digits it gets wrong, most confident first:\n\n![misclassified test digits](misclassified.png)",
+    }
+    shown = "".join(f"\n{pictures[figure]}\n" for figure in figures)
     return f"""## Results
 
 On {total:,} digits of MNIST's test split:
 
 {overall}
 
-Accuracy on the held-out validation digits: {eval_results["eval_accuracy"]:.2%}. Per digit:
+{validation} Per digit:
 
 {by_digit}
-
-Confusion matrix (rows: true digit, columns: predicted):
-
-![confusion matrix](confusion_matrix.png)
-
-The test digits it gets wrong, most confident first:
-
-![misclassified test digits](misclassified.png)
-"""
+{shown}"""
 
 
 def usage_section(repo_id: str, revision: str | None) -> str:
@@ -380,17 +404,20 @@ LIMITS_SECTION = f"""## Inputs and limits
 
 
 def card_text(run: TrainedRun, repo_id: str, revision: str | None) -> str:
-    accuracy = run.test_results["test_accuracy"]
     parameters = run.model.num_parameters()
+    accuracy = (
+        f"{run.test_results['test_accuracy']:.2%} accuracy on MNIST's test split" if run.test_results
+        else "its test accuracy was not recorded"
+    )
     return f"""# {repo_id.split("/")[1]}
 
 A small Vision Transformer that recognises handwritten digits, trained on
-[MNIST](https://huggingface.co/datasets/{MNIST_HUB_NAME}): {accuracy:.2%} accuracy on MNIST's test split
+[MNIST](https://huggingface.co/datasets/{MNIST_HUB_NAME}): {accuracy}
 with {parameters:,} parameters.
 
 {architecture_section(run.model.config, parameters)}
 {training_section(run.train_args, run.trainer_state)}
-{results_section(run.test_results, run.eval_results)}
+{results_section(run.test_results, run.eval_results, run.figures)}
 {usage_section(repo_id, revision)}
 {LIMITS_SECTION}
 ## Citation
@@ -438,7 +465,7 @@ def stage(run: TrainedRun, repo_id: str, revision: str | None, test_split: datas
     (folder / EXAMPLES_FOLDER).mkdir()
     for example in examples:
         example.image.save(folder / EXAMPLES_FOLDER / f"{example.label}.png")
-    for figure in FIGURES:
+    for figure in run.figures:
         shutil.copyfile(run.path / figure, folder / figure)
     build_model_card(run, repo_id, revision, examples).save(folder / "README.md")
 
@@ -596,7 +623,8 @@ def publish(
         validate_staged_folder(folder)
         if dry_run:
             return None
-        message = commit_message or f"Upload mnist-vit: {run.test_results['test_accuracy']:.2%} test accuracy"
+        accuracy = f": {run.test_results['test_accuracy']:.2%} test accuracy" if run.test_results else ""
+        message = commit_message or f"Upload mnist-vit{accuracy}"
         return upload(api, folder, repo_id, private, revision, create_pr, message)
 
 

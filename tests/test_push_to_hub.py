@@ -23,7 +23,7 @@ from conftest import REPO_ROOT
 from hub_server import Account, FakeHub, Repo
 from mnist_vit import MnistViTForImageClassification
 from mnist_vit.data import read_idx
-from mnist_vit.hub import RUN_FILES, check_write_access, upload, validate_staged_folder
+from mnist_vit.hub import MODEL_FILES, check_write_access, upload, validate_staged_folder
 from mnist_vit.training import UserError
 
 REMOTE_CODE_FILES = (
@@ -290,14 +290,56 @@ def load_entry_point():
     return module
 
 
-@pytest.mark.parametrize("missing", ["model.safetensors", "test_results.json", "train_args.json"])
-def test_a_folder_that_is_not_a_trained_run_is_refused_naming_what_is_missing(trained_run, tmp_path, capsys, missing):
+@pytest.mark.parametrize("missing", MODEL_FILES)
+def test_a_folder_without_a_model_is_refused_naming_what_is_missing(trained_run, tmp_path, capsys, missing):
     partial = tmp_path / "run"
-    partial.mkdir()
-    for name in RUN_FILES:
-        if name != missing:
-            shutil.copy(trained_run / name, partial / name)
+    shutil.copytree(trained_run, partial, ignore=shutil.ignore_patterns(missing, "checkpoint-*"))
     status = load_entry_point().main(["--model_dir", str(partial), "--repo_id", "alice/mnist-vit", "--dry_run"])
     error = capsys.readouterr().err
     assert status == 2 and "Traceback" not in error
-    assert error.startswith(f"error: {partial} is not a trained mnist-vit run: it lacks {missing}.")
+    assert error.startswith(f"error: {partial} is not a trained mnist-vit model: it lacks {missing}.")
+
+
+def test_a_model_that_never_trained_is_refused(trained_run, tmp_path, capsys):
+    untrained = tmp_path / "run"
+    shutil.copytree(trained_run, untrained, ignore=shutil.ignore_patterns("checkpoint-*"))
+    state = json.loads((untrained / "trainer_state.json").read_text())
+    (untrained / "trainer_state.json").write_text(json.dumps({**state, "global_step": 0}))
+    status = load_entry_point().main(["--model_dir", str(untrained), "--repo_id", "alice/mnist-vit", "--dry_run"])
+    error = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in error
+    assert "says the model never trained (0 optimizer steps)" in error
+
+
+def test_the_shipped_checkpoint_publishes_and_its_card_says_what_it_lacks(shipped_model, mnist_dir, tmp_path):
+    folder = tmp_path / "repo"
+    result = run_push(
+        "--model_dir", str(shipped_model), "--repo_id", "alice/mnist-vit", "--data_dir", str(mnist_dir),
+        "--dry_run", "--staging_dir", str(folder), home=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert files_in(folder) == EXPECTED_FILES
+    card = ModelCard.load(folder / "README.md")
+    test_results = json.loads((shipped_model / "test_results.json").read_text())
+    assert f"{test_results['test_accuracy']:.2%} accuracy on MNIST's test split" in card.text
+    assert "optimizer steps not recorded: no `trainer_state.json`" in card.text
+
+
+def test_a_bare_model_folder_publishes_with_a_card_that_says_what_it_cannot_know(shipped_model, mnist_dir, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in MODEL_FILES:
+        shutil.copy(shipped_model / name, bare / name)
+    folder = tmp_path / "repo"
+    result = run_push(
+        "--model_dir", str(bare), "--repo_id", "alice/mnist-vit", "--data_dir", str(mnist_dir),
+        "--dry_run", "--staging_dir", str(folder), home=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert files_in(folder) == EXPECTED_FILES - {"confusion_matrix.png", "misclassified.png"}
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.eval_results is None
+    assert "its test accuracy was not recorded" in card.text
+    assert "Not recorded: the published folder had no `train_args.json`" in card.text
+    assert "Not recorded: the published folder had no `test_results.json`" in card.text
+    assert "confusion_matrix.png" not in card.text
