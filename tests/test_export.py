@@ -19,7 +19,7 @@ def unchanged_pixels(num_channels: int = 1) -> MnistViTImageProcessor:
 
     With the steps on, re-centring moves a few MNIST digits by a pixel; the export never moves anything.
     """
-    steps_off = {"do_invert": False, "do_crop": False, "do_resize": False, "do_center": False}
+    steps_off = {"do_find_digit": False, "do_crop": False, "do_resize": False, "do_center": False}
     return MnistViTImageProcessor(**steps_off, num_channels=num_channels)
 
 

@@ -207,8 +207,8 @@ def test_call_arguments_override_the_settings(processor, mnist_test_digits):
 def test_with_every_step_off_the_picture_is_kept_as_it_is(mnist_test_digits):
     digit = mnist_test_digits[0][0]
     steps_off = dict(do_crop=False, do_resize=False, do_center=False, do_rescale=False, do_normalize=False)
-    kept = pixels(MnistViTImageProcessor(do_invert=False, **steps_off), 255 - digit)
-    inverted = pixels(MnistViTImageProcessor(do_invert=True, **steps_off), 255 - digit)
+    kept = pixels(MnistViTImageProcessor(do_find_digit=False, **steps_off), 255 - digit)
+    inverted = pixels(MnistViTImageProcessor(do_find_digit=True, **steps_off), 255 - digit)
     np.testing.assert_array_equal(kept[0, 0], 255 - digit)
     np.testing.assert_allclose(inverted[0, 0], digit, atol=1e-3)
 

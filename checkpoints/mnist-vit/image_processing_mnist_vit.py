@@ -23,15 +23,23 @@ from transformers.image_processing_base import BatchFeature
 from transformers.image_utils import PILImageResampling
 from transformers.processing_utils import ImagesKwargs
 
+# Longer side of the copy on which the digit is found: a digit of 20% of the picture keeps 77 pixels
+WORKING_SIZE = 384
+# A picture this small (MNIST's 28x28, an icon) is all digit: nothing in it is desk, ruling or speck
+THUMBNAIL_SIZE = 64
+# The narrowest window that measures the paper around ink: wider than the thickest strokes of a 28x28 digit
+MIN_WINDOW = 9
 # ITU-R 601-2 luma, the weights PIL uses for convert("L")
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 class MnistViTImageProcessorKwargs(ImagesKwargs, total=False):
     r"""
-    do_invert (`bool`, defaults to `True`):
-        Make the ink white on black: a picture whose ink is darker than its background (judged from the
-        picture's border) is inverted, the background and its noise become 0 and the strongest ink 255.
+    do_find_digit (`bool`, defaults to `True`):
+        Find the digit's ink, white on black: flatten the light (gradients, shadows), take dark ink on light
+        paper or light ink on a dark ground, drop ruling lines, specks and what touches the border, keep the
+        main, most central mark; its background becomes 0 and its strongest ink 255. Large pictures are
+        first shrunk so that their longer side is at most 384 pixels.
     do_crop (`bool`, defaults to `True`):
         Crop the picture to the bounding box of its ink.
     digit_size (`int`, defaults to 20):
@@ -42,7 +50,7 @@ class MnistViTImageProcessorKwargs(ImagesKwargs, total=False):
         Channels of `pixel_values`; 3 repeats the grayscale channel for a 3-channel model.
     """
 
-    do_invert: bool
+    do_find_digit: bool
     do_crop: bool
     digit_size: int
     do_center: bool
@@ -63,7 +71,7 @@ class MnistViTImageProcessor(PilBackend):
     valid_kwargs = MnistViTImageProcessorKwargs
     model_input_names = ["pixel_values"]
 
-    do_invert = True
+    do_find_digit = True
     do_crop = True
     do_resize = True
     digit_size = 20
@@ -88,7 +96,7 @@ class MnistViTImageProcessor(PilBackend):
     def _preprocess(
         self,
         images: list[np.ndarray],
-        do_invert: bool,
+        do_find_digit: bool,
         do_crop: bool,
         do_resize: bool,
         digit_size: int,
@@ -106,8 +114,8 @@ class MnistViTImageProcessor(PilBackend):
     ) -> BatchFeature:
         digits = []
         for ink in images:
-            if do_invert:
-                ink = make_ink_white_on_black(ink)
+            if do_find_digit:
+                ink = find_digit(reduce_to_working_size(ink, WORKING_SIZE))
             if do_crop:
                 ink = crop_to_ink(ink)
             if do_resize:
@@ -214,25 +222,264 @@ def fill_transparency(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return gray * alpha + background * (1 - alpha)
 
 
-# --- the MNIST steps on one (H, W) float32 picture ------------------------------------------------------
+# --- finding the digit: the ink of the main, most central mark, white on black ----------------------------
 
 
-def make_ink_white_on_black(gray: np.ndarray) -> np.ndarray:
-    """Ink = how far a pixel strays from the background, on the side the picture strays furthest to.
+def reduce_to_working_size(gray: np.ndarray, longest: int) -> np.ndarray:
+    """Shrink (box filter) so that the longer side is at most `longest`; smaller pictures stay as they are."""
+    height, width = gray.shape
+    if max(height, width) <= longest:
+        return gray
+    scale = longest / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(gray).resize(size, Image.Resampling.BOX), dtype=np.float32)
 
-    The border tells the background level and its noise; ink must stand out from that noise by 5 sigma
-    (among a million background pixels hardly one strays that far), and the strongest ink becomes 255.
+
+def find_digit(gray: np.ndarray) -> np.ndarray:
+    """The digit's ink, white on black at full strength; zeros if the picture holds no plausible digit.
+
+    Ink is the difference to the paper around it, measured at a scale well above a stroke's width, so that
+    a light gradient, a shadow or a glare spot is not ink (`ink_against_paper`). The digit is the main, most
+    central mark among the ink's connected pieces, without the straight lines that run across the picture
+    (ruling, squares, the page's edge), specks and what touches the border (desk, shadows). A clean picture
+    (MNIST, a canvas drawing, a scan) comes back as it was, its ink at full strength.
     """
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    background = np.median(border)
-    noise = 5 * 1.4826 * np.median(np.abs(border - background))  # 1.4826 * MAD = sigma, robust to ink on the border
-    dark_ink = background - gray.min() > gray.max() - background
-    ink = (background - gray if dark_ink else gray - background) - noise
-    ink_max = ink.max()
-    if ink_max <= 0:  # blank picture
+    window = max(MIN_WINDOW, odd(0.12 * max(gray.shape)))  # wider than a stroke, narrower than a shadow
+    dark_ink = has_dark_ink(gray, window)
+    ink, digit, lines = digit_at_window(gray, window, dark_ink)
+    if digit is None:
         return np.zeros_like(gray)
-    # MNIST ink peaks at 255: bring faint pencil or photographed ink to full strength
-    return np.clip(ink, 0, None) * (255 / ink_max)
+    box = box_of(digit)
+    digit_size = max(box[2] - box[0], box[3] - box[1])
+    if odd(0.75 * digit_size) > window:
+        # Strokes may be wider than the window (a felt pen, a digit that fills the picture): measure again at
+        # the digit's own scale, and keep that if it finds the same digit (not one merged with a shadow).
+        wide = digit_at_window(gray, odd(0.75 * digit_size), dark_ink)
+        if wide[1] is not None and np.abs(np.subtract(box_of(wide[1]), box)).max() <= 0.15 * digit_size:
+            ink, digit, lines = wide
+    near_digit = dilate(digit, max(3, odd(0.05 * digit_size))) & ~dilate(lines, 3)
+    ink = np.clip(ink - noise_level(ink), 0, None) * near_digit
+    return ink * (255 / ink.max()) if ink.max() > 0 else ink
+
+
+def digit_at_window(gray: np.ndarray, window: int, dark_ink: bool) -> tuple:
+    """Ink measured against the paper at `window`, the digit's mask (or None) and the ruling lines' mask."""
+    ink = ink_against_paper(gray, window, dark_ink)
+    strokes = ink > ink_threshold(ink)
+    if max(gray.shape) <= THUMBNAIL_SIZE:  # MNIST's 28x28, an icon: all digit, no desk, ruling or specks
+        return ink, strokes if strokes.any() else None, np.zeros_like(strokes)
+    lines = straight_lines(strokes)
+    return ink, main_mark(strokes & ~lines), lines
+
+
+def odd(length: float) -> int:
+    return max(1, int(length) // 2 * 2 + 1)
+
+
+def ink_against_paper(gray: np.ndarray, window: int, dark_ink: bool) -> np.ndarray:
+    """How far each pixel is from the paper around it, towards the ink's side.
+
+    The paper is the picture with every ink feature narrower than `window` closed over (a morphological
+    closing for dark ink, an opening for light ink): it follows gradients, soft shadows and the hard edge of
+    a shadow, but not strokes.
+    """
+    if dark_ink:
+        return closing(gray, window) - gray
+    return gray - opening(gray, window)
+
+
+def has_dark_ink(gray: np.ndarray, window: int) -> bool:
+    """Dark ink on light paper, or light ink on a dark ground.
+
+    A picture with nothing (or almost nothing) on one side of its typical level has its ink on the other
+    side: a drawing on a plain canvas, an MNIST digit. Otherwise strokes are narrow: the ink's side is the
+    one whose features narrower than `window` stand out most, which a large dark desk or a bright glare spot
+    does not change.
+    """
+    darkest, typical, lightest = np.percentile(gray, [0.5, 50, 99.5])
+    if typical - darkest < 0.1 * (lightest - typical):
+        return False
+    if lightest - typical < 0.1 * (typical - darkest):
+        return True
+    dark = closing(gray, window) - gray
+    light = gray - opening(gray, window)
+    return np.percentile(dark, 99.5) > np.percentile(light, 99.5)
+
+
+def noise_level(ink: np.ndarray) -> float:
+    """A level that background noise hardly reaches: 5 robust sigmas above the typical (paper) pixel."""
+    median = np.median(ink)
+    return float(median + 5 * 1.4826 * np.median(np.abs(ink - median)))
+
+
+def ink_threshold(ink: np.ndarray) -> float:
+    """Ink is above the noise and at least a quarter as strong as the strongest strokes."""
+    return max(noise_level(ink), 0.25 * float(np.percentile(ink, 99.9)), 1.0)
+
+
+def straight_lines(strokes: np.ndarray, max_tilt: int = 20) -> np.ndarray:
+    """Pixels of the thin straight lines that cross the picture from border to border, tilted up to `max_tilt`.
+
+    Each line of a tilted family (rows, then columns) counts its ink pixels in each third of the picture; a
+    line at most a few pixels thick with ink along at least half of every third is a ruling line or a page
+    edge. A written stroke never runs from border to border.
+    """
+    found = np.zeros_like(strokes)
+    for mask, transpose in ((strokes, False), (strokes.T, True)):
+        ys, xs = np.nonzero(mask)
+        if ys.size == 0:
+            continue
+        width = mask.shape[1]
+        third = np.minimum(xs * 3 // width, 2)
+        max_thickness = max(2, round(0.01 * max(mask.shape)))
+        hits = np.zeros_like(mask)
+        for tilt in np.deg2rad(np.arange(-max_tilt, max_tilt + 1)):
+            offset = np.rint(ys - xs * np.tan(tilt)).astype(np.int64)
+            offset -= offset.min()
+            counts = np.zeros((offset.max() + 1, 3), np.int64)
+            np.add.at(counts, (offset, third), 1)
+            covered = (counts >= 0.5 * width / 3 / np.cos(tilt)).all(axis=1)
+            line = covered & ~thicker_than(covered, max_thickness)
+            hits[ys[line[offset]], xs[line[offset]]] = True
+        found |= hits.T if transpose else hits
+    return found
+
+
+def thicker_than(flags: np.ndarray, length: int) -> np.ndarray:
+    """Marks the runs of consecutive True values longer than `length`."""
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    long_runs = np.zeros(flags.size + 1, np.int64)
+    keep = ends - starts > length
+    np.add.at(long_runs, starts[keep], 1)
+    np.add.at(long_runs, ends[keep], -1)
+    return np.cumsum(long_runs)[:-1] > 0
+
+
+def main_mark(strokes: np.ndarray) -> np.ndarray | None:
+    """The main, most central mark and the pieces close to it, as a mask; None if nothing looks like a digit.
+
+    Pieces touching the picture's border (desk, shadows, the page's edge) and specks are not digits. The main
+    piece is the largest, weighted by how central it is; pieces within a quarter of its size join it (the
+    bar of a 7, the two strokes of a 4).
+    """
+    labels, count = connected_components(dilate(strokes, 3))
+    labels = labels * strokes
+    height, width = strokes.shape
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    ys, xs = np.nonzero(labels)
+    which = labels[ys, xs] - 1
+    top, bottom = np.full(count, height), np.zeros(count, np.int64)
+    left, right = np.full(count, width), np.zeros(count, np.int64)
+    np.minimum.at(top, which, ys)
+    np.maximum.at(bottom, which, ys + 1)
+    np.minimum.at(left, which, xs)
+    np.maximum.at(right, which, xs + 1)
+    size = np.maximum(bottom - top, right - left)
+    on_border = (top == 0) | (left == 0) | (bottom == height) | (right == width)
+    plausible = (areas >= 0.0005 * strokes.size) & (size >= 0.04 * max(height, width)) & ~on_border
+    if not plausible.any():
+        return None
+    off_centre = np.hypot(((top + bottom) / 2 - height / 2) / height, ((left + right) / 2 - width / 2) / width)
+    main = int(np.argmax(np.where(plausible, areas * (1 - off_centre), -1)))
+    gap = 0.25 * size[main]
+    close = (
+        plausible
+        & (areas >= 0.05 * areas[main])
+        & (top <= bottom[main] + gap) & (bottom >= top[main] - gap)
+        & (left <= right[main] + gap) & (right >= left[main] - gap)
+    )
+    return np.isin(labels, np.nonzero(close)[0] + 1)
+
+
+def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of a non-empty mask, bottom and right exclusive."""
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    return rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
+
+
+def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """Label the 8-connected pieces of a mask 1..count (0: background), from its runs of pixels along rows.
+
+    Runs in neighbouring rows that touch (diagonally too) are joined by repeated hooking and pointer
+    jumping, all in numpy.
+    """
+    height, width = mask.shape
+    padded = np.zeros((height, width + 2), np.int8)
+    padded[:, 1:-1] = mask
+    changes = np.diff(padded, axis=1)
+    start_rows, starts = np.nonzero(changes == 1)
+    end_rows, ends = np.nonzero(changes == -1)  # one past the run's last pixel
+    if starts.size == 0:
+        return np.zeros((height, width), np.int32), 0
+    stride = width + 2
+    # runs of the next row that touch each run: start <= end and end >= start - 1 (in one sorted key space)
+    next_row_starts = start_rows * stride + starts
+    next_row_ends = end_rows * stride + ends
+    first = np.searchsorted(next_row_ends, (start_rows + 1) * stride + starts, side="left")
+    last = np.searchsorted(next_row_starts, (start_rows + 1) * stride + ends, side="right")
+    touching = np.maximum(last - first, 0)
+    run_a = np.repeat(np.arange(starts.size), touching)
+    run_b = np.arange(touching.sum()) - np.repeat(np.cumsum(touching) - touching, touching) + np.repeat(first, touching)
+    parent = np.arange(starts.size)
+    while True:
+        root_a, root_b = parent[run_a], parent[run_b]
+        if np.array_equal(root_a, root_b):
+            break
+        np.minimum.at(parent, np.maximum(root_a, root_b), np.minimum(root_a, root_b))
+        while not np.array_equal(parent, parent[parent]):
+            parent = parent[parent]
+    roots, run_labels = np.unique(parent, return_inverse=True)
+    labels = np.zeros((height, stride), np.int32)
+    lengths = ends - starts
+    flat = np.repeat(start_rows * stride + starts, lengths) + np.arange(lengths.sum()) - np.repeat(
+        np.cumsum(lengths) - lengths, lengths
+    )
+    labels.ravel()[flat] = np.repeat(run_labels + 1, lengths)
+    return labels[:, :width], roots.size
+
+
+# --- morphology: running maxima along each axis (van Herk / Gil-Werman), numpy only ---------------------
+
+
+def running_max(values: np.ndarray, window: int, axis: int) -> np.ndarray:
+    """The maximum over a centred window of odd length along one axis; the border repeats the edge."""
+    if window <= 1:
+        return values
+    values = np.moveaxis(values, axis, -1)
+    length, half = values.shape[-1], window // 2
+    blocks = -(-(length + 2 * half) // window)
+    padded = np.pad(values, [(0, 0)] * (values.ndim - 1) + [(half, blocks * window - length - half)], mode="edge")
+    shaped = padded.reshape(*padded.shape[:-1], blocks, window)
+    forward = np.maximum.accumulate(shaped, axis=-1).reshape(padded.shape)
+    backward = np.maximum.accumulate(shaped[..., ::-1], axis=-1)[..., ::-1].reshape(padded.shape)
+    result = np.maximum(backward[..., :length], forward[..., window - 1 : window - 1 + length])
+    return np.moveaxis(result, -1, axis)
+
+
+def max_filter(values: np.ndarray, window: int) -> np.ndarray:
+    return running_max(running_max(values, window, 0), window, 1)
+
+
+def min_filter(values: np.ndarray, window: int) -> np.ndarray:
+    return -max_filter(-values, window)
+
+
+def closing(gray: np.ndarray, window: int) -> np.ndarray:
+    """Dark features narrower than `window` filled in with their surroundings' brightness."""
+    return min_filter(max_filter(gray, window), window)
+
+
+def opening(gray: np.ndarray, window: int) -> np.ndarray:
+    """Light features narrower than `window` removed."""
+    return max_filter(min_filter(gray, window), window)
+
+
+def dilate(mask: np.ndarray, window: int) -> np.ndarray:
+    return max_filter(mask.astype(np.uint8), window).astype(bool)
+
+
+# --- the MNIST steps on one (H, W) float32 picture ------------------------------------------------------
 
 
 def crop_to_ink(ink: np.ndarray) -> np.ndarray:
