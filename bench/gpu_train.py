@@ -47,7 +47,7 @@ class EpochClock(TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         test = training.load_splits(self.data_args)["test"]  # as limited by --max_eval_samples
-        self.test = InMemorySplit(to_pixel_arrays(test, model.config.image_size))
+        self.test = InMemorySplit(to_pixel_arrays(test, kwargs["processing_class"]))
         self.started = self.last_end = self.now(args.device)
         self.not_training = 0.0  # seconds spent measuring test accuracy
 

@@ -2,13 +2,13 @@
 
 Every source ends up as a `DatasetDict` with the schema of the Hub's `ylecun/mnist`
 (`image: Image()`, `label: ClassLabel`), so the rest of the code cannot tell them apart.
-For training, `to_pixel_arrays` decodes the images once into uint8 arrays (PNG decoding on every
-epoch would cost seconds), `InMemorySplit` holds a split as tensors, `collate_batch` normalises a
-batch and `random_affine` augments it on whatever device it lives.
+For training, `to_pixel_arrays` turns the images once into uint8 arrays through the image processor
+(decoding on every epoch would cost seconds), `InMemorySplit` holds a split as tensors, `collate_batch`
+normalises a batch and `random_affine` augments it on whatever device it lives.
 
     dataset = load_image_dataset(data_dir="../shared/mnist")
     dataset = limit_samples(split_train_validation(dataset), max_train_samples=1000)
-    dataset = to_pixel_arrays(dataset, image_size=28)
+    dataset = to_pixel_arrays(dataset, MnistViTImageProcessor())
     train = InMemorySplit(dataset["train"])
     batch = collate_batch(train.__getitems__(range(128)))
 """
@@ -297,40 +297,36 @@ def _first(dataset: datasets.Dataset, count: int | None) -> datasets.Dataset:
 
 
 def to_pixel_arrays(
-    dataset: datasets.Dataset | datasets.DatasetDict, image_size: int = 28
+    dataset: datasets.Dataset | datasets.DatasetDict, image_processor
 ) -> datasets.Dataset | datasets.DatasetDict:
-    """Replace `image` by `pixel_values`, stored as uint8 `Array2D((image_size, image_size))`, in torch format.
+    """Replace `image` by `pixel_values`: each image as the model sees it, stored as uint8 `Array2D`, in torch format.
 
-    Decodes every image once (grayscale, resized when its size differs) with a batched `map`,
-    which `datasets` caches by fingerprint, so the second run of a training script skips it.
-    The torch format hands each example out as tensors (`datasets` widens integers to int64).
+    Every image goes through `image_processor` (without its normalisation, which `collate_batch` applies per
+    batch), the same path as `predict.py` and the app: the validation and test results measure what users
+    get. A batched `map`, which `datasets` caches by fingerprint, so the second run of a training script
+    skips it. The torch format hands each example out as tensors (`datasets` widens integers to int64).
     """
     if isinstance(dataset, datasets.DatasetDict):
-        return datasets.DatasetDict({split: to_pixel_arrays(part, image_size) for split, part in dataset.items()})
-    pixels = datasets.Array2D(shape=(image_size, image_size), dtype="uint8")
+        return datasets.DatasetDict({split: to_pixel_arrays(part, image_processor) for split, part in dataset.items()})
+    size = image_processor.size
+    pixels = datasets.Array2D(shape=(size["height"], size["width"]), dtype="uint8")
     features = datasets.Features({"pixel_values": pixels, "label": dataset.features["label"]})
     decoded = dataset.map(
-        _decode_images,
+        _processed_images,
         batched=True,
         input_columns="image",
-        fn_kwargs={"image_size": image_size},
+        fn_kwargs={"image_processor": image_processor},
         remove_columns="image",
         features=features,
-        desc="Decoding images",
+        desc="Preparing images",
     )
     return decoded.with_format("torch")
 
 
-def _decode_images(images: list[Image.Image], image_size: int) -> dict[str, np.ndarray]:
-    return {"pixel_values": np.stack([_grayscale_array(image, image_size) for image in images])}
-
-
-def _grayscale_array(image: Image.Image, image_size: int) -> np.ndarray:
-    if image.mode != "L":
-        image = image.convert("L")
-    if image.size != (image_size, image_size):
-        image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
-    return np.asarray(image)
+def _processed_images(images: list[Image.Image], image_processor) -> dict[str, np.ndarray]:
+    """The processor's first channel in [0, 255], rounded to uint8 (MNIST digits come back exactly)."""
+    pixels = image_processor(images, do_rescale=False, do_normalize=False, return_tensors="np")["pixel_values"]
+    return {"pixel_values": np.rint(pixels[:, 0]).astype(np.uint8)}
 
 
 class InMemorySplit(torch.utils.data.Dataset):

@@ -308,8 +308,9 @@ def has_dark_ink(gray: np.ndarray, window: int) -> bool:
 
 def noise_level(ink: np.ndarray) -> float:
     """A level that background noise hardly reaches: 5 robust sigmas above the typical (paper) pixel."""
-    median = np.median(ink)
-    return float(median + 5 * 1.4826 * np.median(np.abs(ink - median)))
+    sample = ink[::2, ::2]  # a quarter of the pixels tells the noise as well
+    median = np.median(sample)
+    return float(median + 5 * 1.4826 * np.median(np.abs(sample - median)))
 
 
 def ink_threshold(ink: np.ndarray) -> float:
@@ -443,18 +444,22 @@ def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def running_max(values: np.ndarray, window: int, axis: int) -> np.ndarray:
-    """The maximum over a centred window of odd length along one axis; the border repeats the edge."""
+    """The maximum over a centred window of odd length along one axis; the border repeats the edge.
+
+    Van Herk / Gil-Werman: cut the padded line into blocks of `window`; a window's maximum is the maximum of
+    the suffix maximum in one block and the prefix maximum in the next. Three maxima per value, any window.
+    """
     if window <= 1:
         return values
-    values = np.moveaxis(values, axis, -1)
-    length, half = values.shape[-1], window // 2
+    values = np.moveaxis(values, axis, 0)
+    length, half = values.shape[0], window // 2
     blocks = -(-(length + 2 * half) // window)
-    padded = np.pad(values, [(0, 0)] * (values.ndim - 1) + [(half, blocks * window - length - half)], mode="edge")
-    shaped = padded.reshape(*padded.shape[:-1], blocks, window)
-    forward = np.maximum.accumulate(shaped, axis=-1).reshape(padded.shape)
-    backward = np.maximum.accumulate(shaped[..., ::-1], axis=-1)[..., ::-1].reshape(padded.shape)
-    result = np.maximum(backward[..., :length], forward[..., window - 1 : window - 1 + length])
-    return np.moveaxis(result, -1, axis)
+    padded = np.pad(values, [(half, blocks * window - length - half)] + [(0, 0)] * (values.ndim - 1), mode="edge")
+    shaped = padded.reshape(blocks, window, *values.shape[1:])  # accumulate along axis 1: whole rows at once
+    prefix = np.maximum.accumulate(shaped, axis=1).reshape(padded.shape)
+    suffix = np.maximum.accumulate(shaped[:, ::-1], axis=1)[:, ::-1].reshape(padded.shape)
+    result = np.maximum(suffix[:length], prefix[window - 1 : window - 1 + length])
+    return np.moveaxis(result, 0, axis)
 
 
 def max_filter(values: np.ndarray, window: int) -> np.ndarray:

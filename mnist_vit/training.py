@@ -165,6 +165,13 @@ def build_model(model_args: ModelArguments, label_names: list[str]) -> MnistViTF
     return model
 
 
+def build_image_processor(model_args: ModelArguments, config: MnistViTConfig) -> MnistViTImageProcessor:
+    """The fine-tuned model's own image processor, or a new one for the model's image size."""
+    if model_args.model_name_or_path is not None:
+        return MnistViTImageProcessor.from_pretrained(model_args.model_name_or_path)
+    return MnistViTImageProcessor(size={"height": config.image_size, "width": config.image_size})
+
+
 def compute_metrics_fn(num_labels: int):
     metric = load_metric()
 
@@ -339,7 +346,8 @@ def train_and_report(model_args: ModelArguments, data_args: DataArguments, train
     splits = load_splits(data_args)
     label_names = splits["train"].features["label"].names
     model = build_model(model_args, label_names)
-    dataset = {name: InMemorySplit(split) for name, split in to_pixel_arrays(splits, model.config.image_size).items()}
+    image_processor = build_image_processor(model_args, model.config)
+    dataset = {name: InMemorySplit(split) for name, split in to_pixel_arrays(splits, image_processor).items()}
     output_dir = Path(training_args.output_dir)
     resume = None if data_args.eval_only else checkpoint_to_resume(training_args, model.config)
 
@@ -353,7 +361,7 @@ def train_and_report(model_args: ModelArguments, data_args: DataArguments, train
         data_collator=collate_batch,
         train_dataset=dataset["train"],
         eval_dataset=dataset["validation"],
-        processing_class=MnistViTImageProcessor(),
+        processing_class=image_processor,
         compute_metrics=compute_metrics_fn(len(label_names)),
         callbacks=callbacks,
         augmentation=data_args.augmentation(),

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from conftest import MNIST_DIR, REPO_ROOT
-from mnist_vit import data
+from mnist_vit import MnistViTImageProcessor, data
 
 # SHA-256 of the uncompressed files, from ../shared/mnist/README.md.
 README_SHA256 = {
@@ -65,7 +65,7 @@ def small_dataset(small_mnist, tmp_path_factory) -> datasets.DatasetDict:
 
 @pytest.fixture(scope="session")
 def small_pixels(small_dataset) -> datasets.DatasetDict:
-    return data.to_pixel_arrays(small_dataset)
+    return data.to_pixel_arrays(small_dataset, MnistViTImageProcessor())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,15 +329,22 @@ def test_pixel_arrays_are_the_decoded_digits(small_pixels, real_mnist):
     assert int(example["label"]) == real_mnist["train-labels-idx1-ubyte.gz"][5]
 
 
-def test_pixel_arrays_turn_colour_pictures_into_grayscale_of_the_model_size():
-    # Luma of (200, 100, 50) under PIL's "L" conversion: 0.299 * 200 + 0.587 * 100 + 0.114 * 50 = 124.
+def test_pixel_arrays_are_what_the_image_processor_makes_of_each_picture(real_mnist):
+    """Training and evaluation see pictures as predict.py does: a photo-like upload becomes the MNIST digit."""
+    digit = real_mnist["t10k-images-idx3-ubyte.gz"][0]
+    page = Image.new("RGB", (120, 90), (240, 230, 200))  # dark ink, off-centre on cream paper, three times larger
+    ink = Image.fromarray(digit).resize((84, 84), Image.Resampling.BILINEAR)
+    page.paste(Image.new("RGB", (84, 84), (30, 30, 80)), (30, 4), mask=ink)
     pictures = datasets.Dataset.from_dict(
-        {"image": [Image.new("RGB", (40, 32), (200, 100, 50))], "label": [0]},
+        {"image": [page], "label": [0]},
         features=datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["x"])}),
     )
-    pixels = data.to_pixel_arrays(pictures, image_size=28)[0]["pixel_values"]
-    assert pixels.shape == (28, 28)
-    assert torch.all(pixels == 124)
+    processor = MnistViTImageProcessor(size={"height": 32, "width": 32})
+    pixels = data.to_pixel_arrays(pictures, processor)[0]["pixel_values"]
+    expected = processor(page, do_rescale=False, do_normalize=False, return_tensors="np")["pixel_values"][0, 0]
+    assert pixels.shape == (32, 32)
+    np.testing.assert_array_equal(pixels.numpy(), np.rint(expected))
+    assert np.corrcoef(pixels.numpy()[2:-2, 2:-2].ravel(), digit.ravel())[0, 1] > 0.9
 
 
 def test_collate_batch_normalises_through_a_data_loader(small_pixels, real_mnist):

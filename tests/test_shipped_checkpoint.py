@@ -6,8 +6,8 @@ import numpy as np
 import torch
 
 from conftest import MNIST_DIR
-from mnist_vit import MnistViTConfig, MnistViTForImageClassification
-from mnist_vit.data import normalize, read_idx
+from mnist_vit import MnistViTConfig, MnistViTForImageClassification, MnistViTImageProcessor
+from mnist_vit.data import read_idx
 
 ARCHITECTURE = ["image_size", "patch_size", "num_channels", "hidden_size", "num_hidden_layers",
                 "num_attention_heads", "intermediate_size"]
@@ -21,17 +21,19 @@ def test_shipped_checkpoint_is_the_original_model_and_under_4_mb(shipped_model):
     assert size <= 4 * 1024 * 1024, f"{size} bytes"
 
 
-def test_shipped_checkpoint_reaches_its_reported_test_accuracy(shipped_model):
+def test_shipped_checkpoint_reaches_its_reported_test_accuracy_through_its_processor(shipped_model):
+    """All 10,000 MNIST test digits through the image processor, as predict.py reads pictures."""
     report = json.loads((shipped_model / "test_results.json").read_text())
     confusion = np.array(report["test_confusion_matrix"])
     assert confusion.sum() == 10_000
     assert report["test_accuracy"] == np.trace(confusion) / confusion.sum()
 
     model = MnistViTForImageClassification.from_pretrained(shipped_model).eval()
-    images = torch.from_numpy(read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz").copy())
+    processor = MnistViTImageProcessor.from_pretrained(shipped_model)
+    pixel_values = processor(list(read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")), return_tensors="pt").pixel_values
     labels = torch.from_numpy(read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz").astype(np.int64))
     with torch.no_grad():
-        predictions = torch.cat([model(normalize(batch)).logits.argmax(-1) for batch in images.split(512)])
+        predictions = torch.cat([model(pixel_values=batch).logits.argmax(-1) for batch in pixel_values.split(512)])
     accuracy = (predictions == labels).float().mean().item()
 
     assert accuracy >= 0.995
