@@ -4,7 +4,8 @@ Every source ends up as a `DatasetDict` with the schema of the Hub's `ylecun/mni
 (`image: Image()`, `label: ClassLabel`), so the rest of the code cannot tell them apart.
 For training, `to_pixel_arrays` turns the images once into uint8 arrays through the image processor
 (decoding on every epoch would cost seconds), `InMemorySplit` holds a split as tensors, `collate_batch`
-normalises a batch and `random_affine` augments it on whatever device it lives.
+normalises a batch and `random_affine` augments it on whatever device it lives (`Augmentation` adds
+`upload_augmentation.as_uploads` for the root model).
 
     dataset = load_image_dataset(data_dir="../shared/mnist")
     dataset = limit_samples(split_train_validation(dataset), max_train_samples=1000)
@@ -30,6 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+from .upload_augmentation import as_uploads
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -198,24 +201,49 @@ def load_image_dataset(
     dataset_name: str | None = None,
     data_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
+    dataset_config_name: str | None = None,
+    image_column_name: str | None = None,
+    label_column_name: str | None = None,
+    token: str | None = None,
 ) -> datasets.DatasetDict:
-    """An image-classification dataset with `train` and `test` splits and columns `image` and `label`.
+    """An image-classification dataset with a `train` split, a `test` or `validation` split (or both) and
+    columns `image` and `label`.
 
     `data_dir` holding MNIST IDX files is read with `load_idx_dataset`; a `data_dir` of images in
     class folders (optionally under `train/` and `test/`) with the `imagefolder` loader. Without
     `data_dir`, `dataset_name` is loaded from the Hub (default: `ylecun/mnist`). The source's
     image column (an `Image` feature) and label column (a `ClassLabel`) are renamed to `image`
     and `label`, and other columns dropped, so Fashion-MNIST, KMNIST or CIFAR-10 work the same.
-    `cache_dir` replaces `HF_DATASETS_CACHE` for the download or conversion.
+    `image_column_name` / `label_column_name` pick other columns than the first of each type.
+    `cache_dir` replaces `HF_DATASETS_CACHE` for the download or conversion; `dataset_config_name` and
+    `token` go to `datasets.load_dataset`.
     """
     if data_dir is not None:
         source = str(data_dir)
         dataset = _load_local(Path(data_dir), cache_dir)
     else:
         source = dataset_name or MNIST_HUB_NAME
-        dataset = _load_from_hub(source, cache_dir)
+        dataset = _load_from_hub(source, cache_dir, dataset_config_name, token)
     _check_splits(dataset, source)
-    return select_image_and_label(dataset, source)
+    return select_image_and_label(dataset, source, image_column_name, label_column_name)
+
+
+def load_image_folders(
+    train_dir: str | os.PathLike, validation_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+) -> datasets.DatasetDict:
+    """Images in one folder per class: `train` from `train_dir`, `validation` from `validation_dir` if given,
+    as transformers' `run_image_classification.py` reads its `--train_dir` and `--validation_dir`."""
+    folders = {"train": Path(train_dir), "validation": Path(validation_dir) if validation_dir else None}
+    data_files = {}
+    for split, folder in folders.items():
+        if folder is None:
+            continue
+        if not folder.is_dir():
+            raise FileNotFoundError(f"The {split} image folder {folder} does not exist.")
+        data_files[split] = str(folder / "**")
+    dataset = datasets.load_dataset("imagefolder", data_files=data_files, cache_dir=cache_dir)
+    return select_image_and_label(dataset, str(train_dir))
 
 
 def _load_local(data_dir: Path, cache_dir: str | os.PathLike | None) -> datasets.DatasetDict:
@@ -232,9 +260,11 @@ def _load_local(data_dir: Path, cache_dir: str | os.PathLike | None) -> datasets
     )
 
 
-def _load_from_hub(dataset_name: str, cache_dir: str | os.PathLike | None) -> datasets.DatasetDict:
+def _load_from_hub(
+    dataset_name: str, cache_dir: str | os.PathLike | None, config_name: str | None, token: str | None
+) -> datasets.DatasetDict:
     try:
-        return datasets.load_dataset(dataset_name, cache_dir=cache_dir)
+        return datasets.load_dataset(dataset_name, config_name, cache_dir=cache_dir, token=token)
     except ConnectionError as err:
         raise RuntimeError(
             f"Could not download {dataset_name!r} from the Hugging Face Hub (no network?). "
@@ -244,18 +274,29 @@ def _load_from_hub(dataset_name: str, cache_dir: str | os.PathLike | None) -> da
 
 def _check_splits(dataset: datasets.DatasetDict, source: str) -> None:
     missing = [split for split in ("train", "test") if split not in dataset]
+    if "validation" in dataset and missing == ["test"]:
+        return  # the report is then on validation
     if missing:
         raise ValueError(
             f"{source} has no {' or '.join(map(repr, missing))} split (it has {', '.join(dataset)}); "
-            "training needs 'train' and a held-out 'test' split (for an image folder: train/ and test/ subfolders)."
+            "training needs 'train' and a held-out 'test' or 'validation' split (for an image folder: train/ and "
+            "test/ or validation/ subfolders)."
         )
 
 
-def select_image_and_label(dataset: datasets.DatasetDict, source: str) -> datasets.DatasetDict:
-    """Keep the first `Image` column as `image` and the first `ClassLabel` column as `label`."""
+def select_image_and_label(
+    dataset: datasets.DatasetDict, source: str, image_column: str | None = None, label_column: str | None = None
+) -> datasets.DatasetDict:
+    """Keep `image_column` (default: the first `Image` column) as `image` and `label_column` (default: the first
+    `ClassLabel` column) as `label`."""
     features = dataset["train"].features
-    image_column = next((name for name, feature in features.items() if isinstance(feature, datasets.Image)), None)
-    label_column = next((name for name, feature in features.items() if isinstance(feature, datasets.ClassLabel)), None)
+    for name, kind in ((image_column, datasets.Image), (label_column, datasets.ClassLabel)):
+        if name is not None and not isinstance(features.get(name), kind):
+            raise ValueError(
+                f"{source} has no {kind.__name__} column {name!r}; its features are {dict(features)}."
+            )
+    image_column = image_column or next((name for name, kind in features.items() if isinstance(kind, datasets.Image)), None)
+    label_column = label_column or next((name for name, kind in features.items() if isinstance(kind, datasets.ClassLabel)), None)
     if image_column is None or label_column is None:
         lacking = "image column (datasets.Image)" if image_column is None else "label column (datasets.ClassLabel)"
         raise ValueError(f"{source} has no {lacking}; its features are {dict(features)}.")
@@ -267,12 +308,13 @@ def select_image_and_label(dataset: datasets.DatasetDict, source: str) -> datase
 def split_train_validation(
     dataset: datasets.DatasetDict, validation_size: int | float = 5000, seed: int = 42
 ) -> datasets.DatasetDict:
-    """Splits `train`, `validation` and `test`: a seeded random `validation_size` examples are held
-    out of `train` (a float is a fraction), unless the source already has a `validation` split."""
+    """Splits `train`, `validation` and `test` (if the source has one): a seeded random `validation_size`
+    examples are held out of `train` (a float is a fraction), unless the source already has a `validation` split."""
     if "validation" in dataset:
-        return datasets.DatasetDict({split: dataset[split] for split in ("train", "validation", "test")})
+        return datasets.DatasetDict({split: dataset[split] for split in ("train", "validation", "test") if split in dataset})
     held_out = dataset["train"].train_test_split(test_size=validation_size, seed=seed)
-    return datasets.DatasetDict({"train": held_out["train"], "validation": held_out["test"], "test": dataset["test"]})
+    splits = {"train": held_out["train"], "validation": held_out["test"]}
+    return datasets.DatasetDict({**splits, **({"test": dataset["test"]} if "test" in dataset else {})})
 
 
 def limit_samples(
@@ -415,13 +457,21 @@ def random_affine(
 
 @dataclass
 class Augmentation:
-    """The parameters of `random_affine`, as a recipe names them; call it on a normalised batch."""
+    """The parameters of `random_affine`, as a recipe names them, and with `uploads` the digits then made to
+    look like uploads after the stock ViT processor (`upload_augmentation.as_uploads`: the root model's
+    training); call it on a normalised batch."""
 
     rotation: float = 10.0
     translate: float = 0.1
     scale: tuple[float, float] = (0.9, 1.1)
     shear: float = 10.0
     hflip: bool = False
+    uploads: bool = False
 
     def __call__(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return random_affine(pixel_values, **asdict(self), generator=generator)
+        affine = {name: value for name, value in asdict(self).items() if name != "uploads"}
+        moved = random_affine(pixel_values, **affine, generator=generator)
+        if not self.uploads:
+            return moved
+        brightness = moved * MNIST_STD + MNIST_MEAN
+        return (as_uploads(brightness, generator=generator) - MNIST_MEAN) / MNIST_STD

@@ -74,6 +74,11 @@ class DataArguments:
     zoom: float = field(default=0.1, metadata={"help": "Augmentation: scale drawn from [1 - zoom, 1 + zoom]."})
     shear: float = field(default=10.0, metadata={"help": "Augmentation: max horizontal shear in degrees."})
     hflip: bool = field(default=False, metadata={"help": "Augmentation: mirror half the digits (hurts MNIST)."})
+    upload_augmentation: bool = field(
+        default=False,
+        metadata={"help": "Augmentation: make most digits look like uploads after the stock ViT processor (either "
+                  "ink polarity, any size and place, paper, light, lines, blur, noise): the Hub root model's training."},
+    )
     eval_only: bool = field(
         default=False, metadata={"help": "Only evaluate --model_name_or_path on the test split and write the report."}
     )
@@ -87,7 +92,7 @@ class DataArguments:
     def augmentation(self) -> Augmentation:
         return Augmentation(
             rotation=self.rotation, translate=self.translate, scale=(1 - self.zoom, 1 + self.zoom),
-            shear=self.shear, hflip=self.hflip,
+            shear=self.shear, hflip=self.hflip, uploads=self.upload_augmentation,
         )
 
 
