@@ -1,7 +1,8 @@
 """Evaluation output: the metric module, per-class scores and the files written after a test run.
 
-`write_report` turns a test set's images, labels and logits into
-`<prefix>_results.json`, `classification_report.txt`, `confusion_matrix.png` and `misclassified.png`.
+`write_report` turns a test set's images, labels and logits into `<prefix>_results.json`,
+`classification_report.txt`, `confusion_matrix.png`, `misclassified.png` and `reliability_diagram.png`;
+`write_training_curves` draws a run's log history as `training_curves.png`.
 Figures are drawn on `matplotlib.figure.Figure` objects, which need no pyplot and no display.
 """
 
@@ -19,6 +20,7 @@ from .metrics.classification_metrics import confusion_matrix, per_class_scores
 METRICS_PATH = str(Path(__file__).resolve().parent / "metrics" / "classification_metrics.py")
 MAX_MISCLASSIFIED_SHOWN = 100
 MISCLASSIFIED_COLUMNS = 10
+CALIBRATION_BINS = 15
 
 
 def load_metric() -> evaluate.EvaluationModule:
@@ -29,6 +31,22 @@ def load_metric() -> evaluate.EvaluationModule:
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """How far confidence is from accuracy: the top score's examples in `bins` equal-width bins, each bin's
+    |accuracy - mean confidence| weighted by its share of examples (0: a score of 0.9 is right 90% of the time)."""
+    confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+    accuracy, mean_confidence, counts = reliability_bins(confidence, correct, bins)
+    return float(np.sum(counts * np.abs(accuracy - mean_confidence)) / len(labels))
+
+
+def reliability_bins(confidence: np.ndarray, correct: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width confidence bin: accuracy, mean confidence and count (empty bins: 0, 0, 0)."""
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)  # (k/bins, (k+1)/bins] -> k
+    counts = np.bincount(index, minlength=bins)
+    seen = np.maximum(counts, 1)
+    return np.bincount(index, correct, bins) / seen, np.bincount(index, confidence, bins) / seen, counts
 
 
 def per_class_metrics(predictions, references, label_names: list[str]) -> dict[str, dict[str, float]]:
@@ -86,14 +104,18 @@ def write_report(
     label_names: list[str],
     prefix: str = "test",
     extra_metrics: dict | None = None,
+    split: str = "test",
+    temperature: float | None = None,
 ) -> dict:
     """Write the evaluation files of one split to `output_dir` and return the metrics written.
 
-    images: uint8 (N, H, W); labels: (N,); logits: (N, C). The JSON holds `<prefix>_accuracy`,
-    `<prefix>_precision_macro`, `<prefix>_recall_macro`, `<prefix>_f1_macro`, `<prefix>_per_class`
-    and `<prefix>_confusion_matrix` (rows = true class, columns = predicted), merged with
-    `extra_metrics`: pass `Trainer.predict(...).metrics` here (its loss and runtime) rather than
-    calling `trainer.save_metrics(prefix, ...)`, which would overwrite `<prefix>_results.json`.
+    images: uint8 (N, H, W); labels: (N,); logits: (N, C). The JSON holds `<prefix>_split` (the split
+    reported on), `<prefix>_accuracy`, `<prefix>_precision_macro`, `<prefix>_recall_macro`, `<prefix>_f1_macro`,
+    `<prefix>_ece` (expected calibration error), `<prefix>_per_class` and `<prefix>_confusion_matrix`
+    (rows = true class, columns = predicted), merged with `extra_metrics`: pass `Trainer.predict(...).metrics`
+    here (its loss and runtime) rather than calling `trainer.save_metrics(prefix, ...)`, which would overwrite
+    `<prefix>_results.json`. With the `temperature` folded into the model (calibration.py), the JSON adds it
+    and `<prefix>_ece_uncalibrated` (of `logits * temperature`), and the reliability diagram shows both.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -103,15 +125,24 @@ def write_report(
     confusion = confusion_matrix(predictions, labels, len(label_names))
     per_class = per_class_metrics(predictions, labels, label_names)
 
-    metrics = dict(extra_metrics or {})
+    metrics = {f"{prefix}_split": split, **(extra_metrics or {})}
     metrics[f"{prefix}_accuracy"] = float(np.mean(predictions == labels))
     for key in ("precision", "recall", "f1"):
         metrics[f"{prefix}_{key}_macro"] = float(np.mean([scores[key] for scores in per_class.values()]))
+    metrics[f"{prefix}_ece"] = expected_calibration_error(probabilities, labels)
+    calibrations = {"calibrated" if temperature else "model": probabilities}
+    if temperature is not None:
+        uncalibrated = softmax(np.asarray(logits, dtype=np.float64) * temperature)
+        metrics["temperature"] = temperature
+        metrics[f"{prefix}_ece_uncalibrated"] = expected_calibration_error(uncalibrated, labels)
+        calibrations = {"before (T = 1)": uncalibrated, f"after (T = {temperature:.3f})": probabilities}
     metrics[f"{prefix}_per_class"] = per_class
     metrics[f"{prefix}_confusion_matrix"] = confusion.tolist()
 
     (output_dir / f"{prefix}_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (output_dir / "classification_report.txt").write_text(classification_report_text(confusion, label_names))
+    heading = f"{len(labels)} examples of the {split} split\n\n"
+    (output_dir / "classification_report.txt").write_text(heading + classification_report_text(confusion, label_names))
+    plot_reliability_diagram(calibrations, labels).savefig(output_dir / "reliability_diagram.png", dpi=100)
     plot_confusion_matrix(confusion, label_names).savefig(output_dir / "confusion_matrix.png", dpi=100)
     mistakes = most_confident_mistakes(labels, probabilities)
     mistakes_figure = plot_misclassified(np.asarray(images), labels, probabilities, mistakes, label_names)
@@ -159,3 +190,40 @@ def plot_misclassified(
         axes.set_title(title, fontsize=7)
         axes.axis("off")
     return figure
+
+
+def plot_reliability_diagram(probabilities: dict[str, np.ndarray], labels: np.ndarray) -> Figure:
+    """Accuracy against confidence per bin, one line per set of probabilities, ECE in the legend; the
+    diagonal is perfect calibration. Bins with no examples are left out."""
+    figure = Figure(figsize=(5, 5), layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfect calibration")
+    for name, scores in probabilities.items():
+        confidence, correct = scores.max(axis=1), scores.argmax(axis=1) == labels
+        accuracy, mean_confidence, counts = reliability_bins(confidence, correct, CALIBRATION_BINS)
+        shown = counts > 0
+        ece = expected_calibration_error(scores, labels)
+        axes.plot(mean_confidence[shown], accuracy[shown], marker="o", label=f"{name}: ECE {ece:.2%}")
+    axes.set(xlabel="confidence (top score)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
+    axes.set_title(f"reliability: {len(labels)} examples, {CALIBRATION_BINS} bins")
+    axes.legend(loc="upper left")
+    return figure
+
+
+def write_training_curves(output_dir: str | os.PathLike, log_history: list[dict]) -> None:
+    """`training_curves.png`: training and validation loss, and validation accuracy, against the epoch."""
+    train = [(entry["epoch"], entry["loss"]) for entry in log_history if "loss" in entry]
+    evaluations = [entry for entry in log_history if "eval_loss" in entry]
+    figure = Figure(figsize=(10, 4), layout="constrained")
+    loss_axes, accuracy_axes = figure.subplots(1, 2)
+    if train:
+        loss_axes.plot(*zip(*train), label="training")
+    if evaluations:
+        epochs = [entry["epoch"] for entry in evaluations]
+        loss_axes.plot(epochs, [entry["eval_loss"] for entry in evaluations], marker="o", label="validation")
+        if all("eval_accuracy" in entry for entry in evaluations):
+            accuracy_axes.plot(epochs, [entry["eval_accuracy"] for entry in evaluations], marker="o")
+    loss_axes.set(xlabel="epoch", ylabel="loss", title="loss")
+    loss_axes.legend()
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="validation accuracy")
+    figure.savefig(Path(output_dir) / "training_curves.png", dpi=100)

@@ -119,3 +119,43 @@ def test_prefix_names_the_file_and_the_keys(tmp_path, predicted_digits):
     images, labels, logits = predicted_digits
     written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, prefix="eval")
     assert json.loads((tmp_path / "eval_results.json").read_text())["eval_accuracy"] == written["eval_accuracy"]
+
+
+def test_expected_calibration_error_by_hand(predicted_digits):
+    _, labels, logits = predicted_digits
+    # 29 right at 0.9 (off by 0.1), three wrong alone in their bins at 0.95, 0.7 and 0.55 (off by all of it)
+    expected = (29 * 0.1 + 0.95 + 0.7 + 0.55) / 32
+    assert report.expected_calibration_error(report.softmax(logits), labels) == pytest.approx(expected)
+    perfect = logits_for(labels.astype(np.int64), np.full(len(labels), 1 - 1e-9))
+    assert report.expected_calibration_error(report.softmax(perfect), labels) == pytest.approx(0, abs=1e-6)
+
+
+def test_report_with_a_temperature_gives_calibration_before_and_after(tmp_path, predicted_digits):
+    images, labels, logits = predicted_digits
+    written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, temperature=2.0)
+    assert written["temperature"] == 2.0
+    assert written["test_ece"] == pytest.approx(report.expected_calibration_error(report.softmax(logits), labels))
+    before = report.expected_calibration_error(report.softmax(logits * 2.0), labels)
+    assert written["test_ece_uncalibrated"] == pytest.approx(before) and before != pytest.approx(written["test_ece"])
+    assert (tmp_path / "reliability_diagram.png").read_bytes().startswith(PNG_SIGNATURE)
+    figure = report.plot_reliability_diagram(
+        {"before": report.softmax(logits * 2.0), "after": report.softmax(logits)}, labels
+    )
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["perfect calibration", f"before: ECE {before:.2%}", f"after: ECE {written['test_ece']:.2%}"]
+
+
+def test_report_names_the_split_it_is_on(tmp_path, predicted_digits):
+    images, labels, logits = predicted_digits
+    written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, split="validation")
+    assert written["test_split"] == "validation"
+    assert (tmp_path / "classification_report.txt").read_text().startswith("32 examples of the validation split")
+
+
+def test_training_curves_draw_loss_and_validation_accuracy(tmp_path):
+    history = [
+        {"epoch": 0.5, "loss": 2.0}, {"epoch": 1.0, "loss": 1.2}, {"epoch": 1.0, "eval_loss": 1.1, "eval_accuracy": 0.6},
+        {"epoch": 2.0, "loss": 0.7}, {"epoch": 2.0, "eval_loss": 0.8, "eval_accuracy": 0.8}, {"train_runtime": 3.0},
+    ]
+    report.write_training_curves(tmp_path, history)
+    assert (tmp_path / "training_curves.png").read_bytes().startswith(PNG_SIGNATURE)
