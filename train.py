@@ -3,18 +3,23 @@
     python train.py --data_dir ../shared/mnist --output_dir runs/mnist-vit
     python train.py recipes/best.yaml --data_dir ../shared/mnist   # a recipe, then flags that override it
     accelerate launch train.py --data_dir ../shared/mnist  # several GPUs or machines
-    python train.py --eval_only --model_name_or_path runs/mnist-vit --data_dir ../shared/mnist
+    python train.py --do_predict --model_name_or_path runs/mnist-vit --data_dir ../shared/mnist --output_dir report
+    python train.py --model_name_or_path google/vit-base-patch16-224 --ignore_mismatched_sizes --data_dir ../shared/mnist
 
-Every `TrainingArguments` flag works (`--bf16`, `--torch_compile`, `--report_to tensorboard`, ...);
+Every `TrainingArguments` flag works (`--bf16`, `--torch_compile`, `--report_to tensorboard`, `--push_to_hub`, ...),
+and so do the flags of transformers' `run_image_classification.py` (`--train_dir`, `--train_val_split`, ...);
 `python train.py --help` lists them all.
 """
 
 import sys
 
-import yaml
-from transformers import HfArgumentParser
+if __name__ == "__main__" and not {"-h", "--help"} & set(sys.argv):
+    print("train.py: loading PyTorch and Transformers...", flush=True)  # the imports take seconds
 
-from mnist_vit.training import DataArguments, MnistViTTrainingArguments, ModelArguments, UserError, run
+import yaml  # noqa: E402
+from transformers import HfArgumentParser  # noqa: E402
+
+from mnist_vit.training import DataArguments, MnistViTTrainingArguments, ModelArguments, UserError, run  # noqa: E402
 
 
 def recipe_flags(path: str) -> list[str]:
@@ -49,10 +54,37 @@ def main(argv: list[str]) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    for key in ("test_accuracy", "test_f1_macro", "eval_accuracy", "hyperparameters"):
-        if key in results and training_args.process_index == 0:
-            print(f"{key}: {results[key]}")
+    if training_args.process_index == 0:
+        print(summary(results))
     return 0
+
+
+def summary(results: dict) -> str:
+    """The end of a run in a few lines: scores, calibration, time, and where to look."""
+    output_dir = results["output_dir"]
+    rows = []
+    if "test_accuracy" in results:
+        on = "test" if results["test_split"] == "test" else "validation (no test split)"
+        rows += [(f"{on} accuracy", f"{results['test_accuracy']:.2%}"), ("macro F1", f"{results['test_f1_macro']:.4f}")]
+        calibration = f"{results['test_ece']:.2%}"
+        if "temperature" in results:
+            calibration += f" ({results['test_ece_uncalibrated']:.2%} before temperature {results['temperature']:.3f})"
+        rows.append(("calibration error (ECE)", calibration))
+    elif "eval_accuracy" in results:
+        rows.append(("validation accuracy", f"{results['eval_accuracy']:.2%}"))
+    if "hyperparameters" in results:
+        rows.append(("best hyperparameters", f"{results['hyperparameters']} ({output_dir}/best_hyperparameters.json)"))
+    if "train_runtime" in results:
+        minutes, seconds = divmod(round(results["train_runtime"]), 60)
+        rows.append(("training time", f"{minutes} min {seconds} s"))
+    if "test_accuracy" in results:
+        rows.append(("report", f"{output_dir}/classification_report.txt, test_results.json, *.png"))
+    if "train_runtime" in results:
+        rows.append(("model", output_dir))
+    if "url" in results:
+        rows.append(("published", results["url"]))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:>{width}}  {value}" for name, value in rows)
 
 
 if __name__ == "__main__":

@@ -2,19 +2,31 @@
 
 `train.py` parses the three argument dataclasses here (or a JSON/YAML recipe) and calls `run`.
 The Trainer brings everything else: one CPU, one GPU, or many processes under `accelerate launch`
-or `torchrun`; bf16, `torch.compile`, logging to TensorBoard; checkpoints and resume.
+or `torchrun`; bf16, `torch.compile`, logging to TensorBoard; checkpoints and resume. The flags of
+transformers' `examples/pytorch/image-classification/run_image_classification.py` mean the same here.
 """
 
 import fcntl
 import json
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import datasets
 import numpy as np
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+import torch
+from huggingface_hub import HfApi, get_token
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    EarlyStoppingCallback,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+)
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
@@ -27,12 +39,15 @@ from .data import (
     collate_batch,
     limit_samples,
     load_image_dataset,
+    load_image_folders,
     split_train_validation,
     to_pixel_arrays,
 )
+from .calibration import fit_temperature, fold_temperature
 from .image_processing_mnist_vit import MnistViTImageProcessor
 from .modeling_mnist_vit import MnistViTForImageClassification
-from .report import load_metric, write_report
+from .report import expected_calibration_error, load_metric, softmax, write_report, write_training_curves
+from .transfer import StockModelInput
 
 logger = logging.get_logger(__name__)
 
@@ -44,8 +59,18 @@ class UserError(Exception):
 @dataclass
 class ModelArguments:
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Fine-tune (or evaluate) a trained model: a folder or a Hub repo id."}
+        default=None,
+        metadata={"help": "Fine-tune (or evaluate) a trained model, a folder or a Hub repo id: ours, or any "
+                  "image-classification model (google/vit-base-patch16-224, microsoft/resnet-50, ...)."},
     )
+    ignore_mismatched_sizes: bool = field(
+        default=False, metadata={"help": "Give --model_name_or_path a new head when its labels differ from the data's."}
+    )
+    model_revision: str = field(default="main", metadata={"help": "The branch, tag or commit of a Hub model."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run the code a Hub model carries (only for repos you trust)."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are kept."})
     patch_size: int | None = field(default=None, metadata={"help": "Size overrides for a new model."})
     hidden_size: int | None = None
     num_hidden_layers: int | None = None
@@ -63,10 +88,25 @@ class ModelArguments:
 @dataclass
 class DataArguments:
     dataset_name: str = field(default=MNIST_HUB_NAME, metadata={"help": "A Hub image-classification dataset."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The configuration of --dataset_name."})
     data_dir: str | None = field(
-        default=None, metadata={"help": "A folder with MNIST's four IDX files (gzipped or not), or an image folder."}
+        default=None,
+        metadata={"help": "A folder with MNIST's four IDX files (gzipped or not), or an image folder (one folder "
+                  "per class under train/ and test/ or validation/; without test/ the report is on validation)."},
     )
-    validation_size: int = field(default=5000, metadata={"help": "Examples held out of train for validation."})
+    train_dir: str | None = field(
+        default=None, metadata={"help": "Training images in one folder per class (instead of --data_dir)."}
+    )
+    validation_dir: str | None = field(
+        default=None, metadata={"help": "Validation images in one folder per class, with --train_dir; the report is on them."}
+    )
+    image_column_name: str | None = field(default=None, metadata={"help": "The image column (default: the first)."})
+    label_column_name: str | None = field(default=None, metadata={"help": "The label column (default: the first)."})
+    validation_size: float = field(
+        default=5000,
+        metadata={"help": "Examples held out of train for validation: a count, or a fraction below 1. "
+                  "--train_val_split is the same flag.", "aliases": ["--train_val_split"]},
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N examples only."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Validate and test on N examples only."})
     rotation: float = field(default=10.0, metadata={"help": "Augmentation: max rotation in degrees (0: none)."})
@@ -78,9 +118,6 @@ class DataArguments:
         default=False,
         metadata={"help": "Augmentation: make most digits look like uploads after the stock ViT processor (either "
                   "ink polarity, any size and place, paper, light, lines, blur, noise): the Hub root model's training."},
-    )
-    eval_only: bool = field(
-        default=False, metadata={"help": "Only evaluate --model_name_or_path on the test split and write the report."}
     )
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after N evaluations without a better validation accuracy."}
@@ -116,33 +153,86 @@ class MnistViTTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = "accuracy"
     logging_steps: float = 50
     remove_unused_columns: bool = False  # True wraps the collator, which takes InMemorySplit's whole batches
+    # None: not given. With none of the three given, train.py trains, evaluates and tests; with any, only those.
+    do_train: bool | None = field(default=None, metadata={"help": "Train (with any of --do_*: only what they name)."})
+    do_eval: bool | None = field(default=None, metadata={"help": "Evaluate on the validation split."})
+    do_predict: bool | None = field(
+        default=None,
+        metadata={"help": "Write the report on the test split. --eval_only is the same flag: alone, it reports on "
+                  "--model_name_or_path.", "aliases": ["--eval_only"]},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start afresh in an --output_dir holding a run (finished or not): its files are replaced. "
+                  "Files train.py did not write are never touched."},
+    )
+    hub_token: str | None = field(
+        default=None,
+        metadata={"help": "A Hugging Face token, to download gated models and datasets and to --push_to_hub "
+                  "(default: the one saved by `hf auth login`). --token is the same flag.", "aliases": ["--token"]},
+    )
+
+    def __post_init__(self):
+        if not torch.accelerator.is_available():
+            self.dataloader_pin_memory = False  # nothing to pin for; the DataLoader would warn on every pass
+        super().__post_init__()
+
+    def steps(self) -> tuple[bool, bool, bool]:
+        """(train, evaluate, predict): those asked for with --do_*, or all three when none is."""
+        asked = (self.do_train, self.do_eval, self.do_predict)
+        return (True, True, True) if not any(asked) else tuple(bool(step) for step in asked)
 
 
 class AugmentingTrainer(Trainer):
-    """A Trainer that augments each training batch after it reached the model's device."""
+    """A Trainer that augments each training batch after it reached the model's device, then (for a stock
+    model) makes every batch that model's input (`transfer.StockModelInput`)."""
 
-    def __init__(self, *args, augmentation: Augmentation, **kwargs):
+    def __init__(self, *args, augmentation: Augmentation, model_input: Callable | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.augmentation = augmentation
+        self.model_input = model_input
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        pixel_values = inputs["pixel_values"]
         if model.training:
-            inputs = {**inputs, "pixel_values": self.augmentation(inputs["pixel_values"])}
+            pixel_values = self.augmentation(pixel_values)
+        if self.model_input is not None:
+            pixel_values = self.model_input(pixel_values)
+        inputs = {**inputs, "pixel_values": pixel_values}
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
 
-def open_dataset(dataset_name: str, data_dir: str | None) -> datasets.DatasetDict:
+def open_dataset(dataset_name: str, data_dir: str | None, **options) -> datasets.DatasetDict:
     """`load_image_dataset`, its errors (no network, a bad data folder) as one sentence for the command line."""
     try:
-        return load_image_dataset(dataset_name, data_dir)
+        return load_image_dataset(dataset_name, data_dir, **options)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise UserError(str(err)) from err
 
 
-def load_splits(data_args: DataArguments) -> datasets.DatasetDict:
-    """The train, validation and test splits, limited as the flags ask."""
-    dataset = open_dataset(data_args.dataset_name, data_args.data_dir)
-    dataset = split_train_validation(dataset, data_args.validation_size, seed=42)
+def data_source(data_args: DataArguments) -> str:
+    return data_args.train_dir or data_args.data_dir or data_args.dataset_name
+
+
+def load_splits(data_args: DataArguments, cache_dir: str | None, token: str | None) -> datasets.DatasetDict:
+    """The train, validation and (if the data has one) test splits, limited as the flags ask."""
+    if data_args.train_dir is not None:
+        if data_args.data_dir is not None:
+            raise UserError("Pass --data_dir or --train_dir (with --validation_dir), not both.")
+        try:
+            dataset = load_image_folders(data_args.train_dir, data_args.validation_dir, cache_dir)
+        except (FileNotFoundError, ValueError) as err:
+            raise UserError(str(err)) from err
+    else:
+        if data_args.validation_dir is not None:
+            raise UserError("--validation_dir goes with --train_dir: pass both, or --data_dir alone.")
+        dataset = open_dataset(
+            data_args.dataset_name, data_args.data_dir, cache_dir=cache_dir, token=token,
+            dataset_config_name=data_args.dataset_config_name, image_column_name=data_args.image_column_name,
+            label_column_name=data_args.label_column_name,
+        )
+    size = data_args.validation_size
+    dataset = split_train_validation(dataset, int(size) if size >= 1 else size, seed=42)
     return limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples)
 
 
@@ -150,31 +240,63 @@ def label_maps(label_names: list[str]) -> dict:
     return {"id2label": dict(enumerate(label_names)), "label2id": {name: i for i, name in enumerate(label_names)}}
 
 
-def build_model(model_args: ModelArguments, label_names: list[str]) -> MnistViTForImageClassification:
-    """A new model of the requested size, or the trained one with a new head if its labels differ."""
+def hub_options(model_args: ModelArguments, token: str | None) -> dict:
+    """What `from_pretrained` needs to fetch --model_name_or_path as the flags say."""
+    return {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision, "token": token,
+            "trust_remote_code": model_args.trust_remote_code}
+
+
+def label_names_of(config) -> list[str]:
+    return [config.id2label[index] for index in sorted(config.id2label)]
+
+
+def build_model(model_args: ModelArguments, label_names: list[str], token: str | None = None) -> PreTrainedModel:
+    """A new model of the requested size, or --model_name_or_path (ours or any image-classification model),
+    with a new head for the data's labels if --ignore_mismatched_sizes allows it."""
     if model_args.model_name_or_path is None:
         try:
             config = MnistViTConfig(**model_args.config_overrides(), **label_maps(label_names))
         except ValueError as err:
             raise UserError(str(err)) from err
         return MnistViTForImageClassification(config)
+    path, options = model_args.model_name_or_path, hub_options(model_args, token)
     try:
-        model = MnistViTForImageClassification.from_pretrained(model_args.model_name_or_path)
-    except (OSError, ValueError) as err:
-        raise UserError(f"Could not load a model from {model_args.model_name_or_path!r}: {err}") from err
-    if list(model.config.id2label.values()) != label_names:
-        model = MnistViTForImageClassification.from_pretrained(
-            model_args.model_name_or_path, ignore_mismatched_sizes=True,
-            num_labels=len(label_names), **label_maps(label_names),
+        config = AutoConfig.from_pretrained(path, **options)
+        known = label_names_of(config)
+        if known == label_names:
+            return AutoModelForImageClassification.from_pretrained(path, **options)
+        if not model_args.ignore_mismatched_sizes:
+            shown = ", ".join(known[:5]) + (", ..." if len(known) > 5 else "")
+            raise UserError(
+                f"{path} classifies {len(known)} labels ({shown}), the data has {len(label_names)}: pass "
+                "--ignore_mismatched_sizes to give it a new head for the data's labels."
+            )
+        return AutoModelForImageClassification.from_pretrained(
+            path, **options, ignore_mismatched_sizes=True, num_labels=len(label_names), **label_maps(label_names)
         )
-    return model
+    except (OSError, ValueError) as err:  # no such model, not an image classifier, no network
+        raise UserError(f"Could not load a model from {path!r}: {err}") from err
 
 
-def build_image_processor(model_args: ModelArguments, config: MnistViTConfig) -> MnistViTImageProcessor:
-    """The fine-tuned model's own image processor, or a new one for the model's image size."""
-    if model_args.model_name_or_path is not None:
-        return MnistViTImageProcessor.from_pretrained(model_args.model_name_or_path)
-    return MnistViTImageProcessor(size={"height": config.image_size, "width": config.image_size})
+def is_ours(model: PreTrainedModel) -> bool:
+    return isinstance(model, MnistViTForImageClassification)
+
+
+def build_image_processors(model_args: ModelArguments, model: PreTrainedModel, token: str | None) -> tuple:
+    """(the processor that prepares the data, the model's own processor). Ours: the fine-tuned model's
+    processor, or a new one for the model's image size, both at once. A stock model: our processor makes
+    MNIST-style 28x28 digits, and the stock processor (saved with the model) says how to map them per batch."""
+    if model_args.model_name_or_path is None:
+        processor = MnistViTImageProcessor(size={"height": model.config.image_size, "width": model.config.image_size})
+        return processor, processor
+    if is_ours(model):
+        processor = MnistViTImageProcessor.from_pretrained(model_args.model_name_or_path)
+        return processor, processor
+    try:
+        own = AutoImageProcessor.from_pretrained(model_args.model_name_or_path, **hub_options(model_args, token))
+    except (OSError, ValueError) as err:
+        raise UserError(f"{model_args.model_name_or_path} has no image processor to say what input it takes: {err}") from err
+    return MnistViTImageProcessor(), own
 
 
 def compute_metrics_fn(num_labels: int):
@@ -191,6 +313,14 @@ def compute_metrics_fn(num_labels: int):
 
 LOCK_FILE = ".train.lock"
 LOG_FOLDER = "runs"  # TensorBoard's, with --report_to tensorboard
+# What a train.py run writes: the model (ours or a stock one) and its processor, the Trainer's records, the report.
+RUN_FILES = {
+    "config.json", "model.safetensors", "model.safetensors.index.json", "preprocessor_config.json",
+    "configuration_mnist_vit.py", "modeling_mnist_vit.py", "image_processing_mnist_vit.py",
+    "training_args.bin", "trainer_state.json", "train_args.json", "best_hyperparameters.json",
+    "all_results.json", "train_results.json", "eval_results.json", "test_results.json", "classification_report.txt",
+    "confusion_matrix.png", "misclassified.png", "reliability_diagram.png", "training_curves.png",
+}
 
 
 def check_numbers(data_args: DataArguments, training_args: TrainingArguments) -> None:
@@ -217,25 +347,44 @@ def is_unfinished_run_file(path: Path) -> bool:
     return path.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") or path.name in (LOCK_FILE, LOG_FOLDER)
 
 
-def check_output_dir(output_dir: Path) -> None:
+def is_run_file(path: Path) -> bool:
+    """Anything a train.py run writes, finished or not (hyperparameter-search trials included)."""
+    return is_unfinished_run_file(path) or path.name in RUN_FILES or path.name.startswith("run-")
+
+
+def check_output_dir(output_dir: Path, overwrite: bool = False) -> None:
     """Refuse an `--output_dir` holding anything but an unfinished run (which is resumed): a finished run
-    or someone's files would be overwritten."""
+    (unless `overwrite`) or someone's files would be overwritten."""
     if not output_dir.exists():
         return
     if not output_dir.is_dir():
         raise UserError(f"--output_dir {output_dir} is a file, not a folder: choose a new or empty folder.")
-    if (output_dir / "model.safetensors").exists() or (output_dir / TRAINER_STATE_NAME).exists():
+    finished = (output_dir / "model.safetensors").exists() or (output_dir / TRAINER_STATE_NAME).exists()
+    if finished and not overwrite:
         raise UserError(
-            f"{output_dir} already holds a trained model. Choose another --output_dir, or fine-tune it "
-            f"with --model_name_or_path {output_dir} --output_dir NEW_DIR."
+            f"{output_dir} already holds a trained model. Choose another --output_dir, start afresh there with "
+            f"--overwrite_output_dir, or fine-tune it with --model_name_or_path {output_dir} --output_dir NEW_DIR."
         )
-    others = sorted(path.name for path in output_dir.iterdir() if not is_unfinished_run_file(path))
+    ours = is_run_file if overwrite else is_unfinished_run_file
+    others = sorted(path.name for path in output_dir.iterdir() if not ours(path))
     if others:
         shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
         raise UserError(
             f"--output_dir {output_dir} holds other files ({shown}) that this run could overwrite: "
             "choose a new or empty folder."
         )
+
+
+def remove_run_files(output_dir: Path) -> None:
+    """--overwrite_output_dir: delete what an earlier run wrote (checkpoints included, so nothing is resumed);
+    the lock stays, it is held now. `check_output_dir` made sure nothing else is there."""
+    for path in output_dir.iterdir():
+        if path.name == LOCK_FILE:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 @contextmanager
@@ -276,7 +425,7 @@ def last_complete_checkpoint(output_dir: Path) -> Path | None:
     return newest
 
 
-def checkpoint_to_resume(training_args: TrainingArguments, config: MnistViTConfig) -> Path | None:
+def checkpoint_to_resume(training_args: TrainingArguments, config) -> Path | None:
     """The checkpoint to resume from: `--resume_from_checkpoint`, else the last complete one in `--output_dir`.
 
     Refuses checkpoints of another model rather than mix them.
@@ -292,7 +441,7 @@ def checkpoint_to_resume(training_args: TrainingArguments, config: MnistViTConfi
     return checkpoint
 
 
-def check_same_model(checkpoint: Path, config: MnistViTConfig) -> None:
+def check_same_model(checkpoint: Path, config) -> None:
     """Resuming a checkpoint of another architecture or label set would fail deep in torch: say so first."""
     saved = json.loads((checkpoint / "config.json").read_text())
     wanted = json.loads(config.to_json_string())
@@ -336,61 +485,148 @@ def write_train_args(
     (output_dir / "train_args.json").write_text(json.dumps(arguments, indent=2, default=str) + "\n")
 
 
-def run(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict:
-    """Train (or only evaluate), then write the model and the full report on the test split to `--output_dir`."""
-    if data_args.eval_only and model_args.model_name_or_path is None:
-        raise UserError("--eval_only needs --model_name_or_path: the trained model to evaluate.")
+def say(training_args: TrainingArguments, message: str) -> None:
+    """Tell the user what is happening: once, from the main process."""
+    if training_args.process_index == 0:
+        print(message, flush=True)
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, training_args: MnistViTTrainingArguments) -> dict:
+    """Train, evaluate and test (or the steps --do_* name); write the model and the report to `--output_dir`;
+    publish it with --push_to_hub. Returns the metrics for the summary, with `output_dir` and `url`."""
+    train, _, _ = training_args.steps()
+    if not train and model_args.model_name_or_path is None:
+        raise UserError("Evaluating or testing without --do_train needs --model_name_or_path: the trained model.")
     check_numbers(data_args, training_args)
     output_dir = Path(training_args.output_dir)
-    check_output_dir(output_dir)
+    check_output_dir(output_dir, training_args.overwrite_output_dir)
+    hub = HubTarget.check(training_args) if training_args.push_to_hub else None
+    training_args.push_to_hub = False  # the Trainer would push every checkpoint: the run is published once, at the end
     with exclusive_output_dir(output_dir, training_args.process_index == 0):
-        return train_and_report(model_args, data_args, training_args)
+        if training_args.overwrite_output_dir and training_args.process_index == 0:
+            remove_run_files(output_dir)
+        results, trainer = train_and_report(model_args, data_args, training_args)
+        if hub is not None and trainer.is_world_process_zero():
+            results["url"] = hub.publish(trainer, data_args)
+    return {**results, "output_dir": str(output_dir)}
 
 
-def train_and_report(model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments) -> dict:
-    splits = load_splits(data_args)
+def train_and_report(
+    model_args: ModelArguments, data_args: DataArguments, training_args: MnistViTTrainingArguments
+) -> tuple[dict, Trainer]:
+    train, evaluate, predict = training_args.steps()
+    token = training_args.hub_token
+    say(training_args, f"Reading {data_source(data_args)} (MNIST's IDX files are converted once, in about a minute; "
+        "later runs read the cache)")
+    splits = load_splits(data_args, model_args.cache_dir, token)
     label_names = splits["train"].features["label"].names
-    model = build_model(model_args, label_names)
-    image_processor = build_image_processor(model_args, model.config)
-    dataset = {name: InMemorySplit(split) for name, split in to_pixel_arrays(splits, image_processor).items()}
+    model = build_model(model_args, label_names, token)
+    data_processor, model_processor = build_image_processors(model_args, model, token)
+    dataset = {name: InMemorySplit(split) for name, split in to_pixel_arrays(splits, data_processor).items()}
+    report_split = "test" if "test" in dataset else "validation"
     output_dir = Path(training_args.output_dir)
-    resume = None if data_args.eval_only else checkpoint_to_resume(training_args, model.config)
+    resume = checkpoint_to_resume(training_args, model.config) if train else None
 
     callbacks = []
     if data_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
+    stock_input = None if is_ours(model) else StockModelInput.from_image_processor(model_processor, model.config.num_channels)
     trainer = AugmentingTrainer(
         model=None if data_args.hp_search_trials else model,
-        model_init=(lambda trial: build_model(model_args, label_names)) if data_args.hp_search_trials else None,
+        model_init=(lambda trial: build_model(model_args, label_names, token)) if data_args.hp_search_trials else None,
         args=training_args,
         data_collator=collate_batch,
         train_dataset=dataset["train"],
         eval_dataset=dataset["validation"],
-        processing_class=image_processor,
+        processing_class=model_processor,
         compute_metrics=compute_metrics_fn(len(label_names)),
         callbacks=callbacks,
         augmentation=data_args.augmentation(),
+        model_input=stock_input,
     )
     if data_args.hp_search_trials:
-        return search_hyperparameters(trainer, data_args.hp_search_trials, output_dir)
+        return search_hyperparameters(trainer, data_args.hp_search_trials, output_dir), trainer
 
-    if not data_args.eval_only:
+    results, temperature = {}, None
+    if train:
+        say(training_args, f"Training {type(model).__name__} ({model.num_parameters():,} parameters) on "
+            f"{len(dataset['train']):,} examples, validating on {len(dataset['validation']):,}")
         if resume is not None:
             print(f"Resuming from {resume}")
         train_result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        trainer.save_model()  # the best model, its image processor and its code
-        trainer.save_metrics("train", train_result.metrics)
-        trainer.save_metrics("eval", trainer.evaluate())
+        temperature, calibration = calibrate(trainer, dataset["validation"])
+        trainer.save_model()  # the best model, calibrated, with its image processor (and our code)
+        trainer.save_metrics("train", {**train_result.metrics, **calibration})
         trainer.save_state()
+        results.update(train_result.metrics)
         if trainer.is_world_process_zero():
             write_train_args(output_dir, model_args, data_args, training_args)
+            write_training_curves(output_dir, trainer.state.log_history)
+    if evaluate:
+        metrics = trainer.evaluate()
+        trainer.save_metrics("eval", metrics)
+        results.update(metrics)
+    if predict:
+        prediction = trainer.predict(dataset[report_split], metric_key_prefix="test")
+        results.update(prediction.metrics)
+        if trainer.is_world_process_zero():
+            split = dataset[report_split]
+            reported_on = "test" if report_split == "test" else "validation (the data has no test split)"
+            results.update(write_report(
+                output_dir, split.pixel_values.numpy(), split.labels.numpy(), prediction.predictions, label_names,
+                extra_metrics=prediction.metrics, split=reported_on, temperature=temperature,
+            ))
+    return results, trainer
 
-    prediction = trainer.predict(dataset["test"], metric_key_prefix="test")
-    results = dict(prediction.metrics)
-    if trainer.is_world_process_zero():
-        test = dataset["test"]
-        results = write_report(
-            output_dir, test.pixel_values.numpy(), test.labels.numpy(), prediction.predictions, label_names,
-            extra_metrics=prediction.metrics,
-        )
-    return results
+
+def calibrate(trainer: Trainer, validation: InMemorySplit) -> tuple[float, dict]:
+    """Fit a temperature on the validation split and fold it into the model's classifier (calibration.py)."""
+    prediction = trainer.predict(validation, metric_key_prefix="calibration")
+    logits, labels = torch.from_numpy(prediction.predictions), torch.from_numpy(prediction.label_ids)
+    temperature = fit_temperature(logits, labels)
+    fold_temperature(trainer.model, temperature)
+    labels = labels.numpy()
+    return temperature, {
+        "temperature": temperature,
+        "eval_ece_uncalibrated": expected_calibration_error(softmax(prediction.predictions.astype(np.float64)), labels),
+        "eval_ece": expected_calibration_error(softmax(prediction.predictions.astype(np.float64) / temperature), labels),
+    }
+
+
+@dataclass
+class HubTarget:
+    """Where --push_to_hub publishes, checked before training: our model through our publisher (the same repo
+    as push_to_hub.py builds), a stock model the Trainer's way (its card, the output folder with our report)."""
+
+    repo_id: str
+    token: str
+
+    @classmethod
+    def check(cls, training_args: TrainingArguments) -> "HubTarget":
+        from . import hub  # publishing imports training (UserError); imported here, when asked for
+
+        token = training_args.hub_token or get_token()
+        if token is None:
+            raise UserError("You are not logged in to the Hugging Face Hub: run `hf auth login`, or pass --token.")
+        api = HfApi(token=token)
+        repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
+        if "/" not in repo_id:
+            with hub.hub_errors(api, repo_id):
+                repo_id = f"{api.whoami()['name']}/{repo_id}"
+        hub.check_repo_id(repo_id)
+        hub.check_write_access(api, repo_id)
+        return cls(repo_id, token)
+
+    def publish(self, trainer: Trainer, data_args: DataArguments) -> str:
+        from . import hub
+
+        args = trainer.args
+        if is_ours(trainer.model):
+            return hub.publish(
+                args.output_dir, self.repo_id, data_dir=data_args.data_dir, token=self.token,
+                private=bool(args.hub_private_repo), revision=args.hub_revision,
+            )
+        args.hub_model_id = self.repo_id
+        with hub.hub_errors(HfApi(token=self.token), self.repo_id):
+            commit = trainer.push_to_hub(token=self.token)
+        return commit.commit_url

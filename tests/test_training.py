@@ -16,7 +16,7 @@ from transformers import AutoImageProcessor
 
 from conftest import MNIST_DIR, QUICK_RUN_FLAGS, REPO_ROOT, run_train
 from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
-from mnist_vit.training import LOCK_FILE, ModelArguments, build_model
+from mnist_vit.training import LOCK_FILE, ModelArguments, UserError, build_model
 
 sys.path.insert(0, str(REPO_ROOT))
 import train  # noqa: E402  (the entry point, for its argument parsing)
@@ -143,7 +143,7 @@ def test_two_process_accelerate_run(tmp_path):
     # 512 examples, 32 per process and step, 2 processes: 8 steps (one process alone would take 16)
     assert state["global_step"] == 8
     assert np.sum(json.loads((output_dir / "test_results.json").read_text())["test_confusion_matrix"]) == 100
-    assert result.stdout.count("test_accuracy:") == 1  # the report comes from the main process only
+    assert result.stdout.count("test accuracy") == 1  # the report comes from the main process only
 
 
 def test_hyperparameter_search_with_two_trials(tmp_path):
@@ -173,7 +173,9 @@ def test_early_stopping_ends_a_run_that_stops_improving(tmp_path):
 
 def test_fine_tuning_on_other_labels_replaces_only_the_head(trained_run):
     trained = MnistViTForImageClassification.from_pretrained(trained_run)
-    model = build_model(ModelArguments(model_name_or_path=str(trained_run)), ["even", "odd"])
+    with pytest.raises(UserError, match="classifies 10 labels .* pass --ignore_mismatched_sizes"):
+        build_model(ModelArguments(model_name_or_path=str(trained_run)), ["even", "odd"])
+    model = build_model(ModelArguments(model_name_or_path=str(trained_run), ignore_mismatched_sizes=True), ["even", "odd"])
     assert model.classifier.out_features == 2
     assert model.config.id2label == {0: "even", 1: "odd"}
     assert (model.vit.layers[0].mlp.fc1.weight == trained.vit.layers[0].mlp.fc1.weight).all()
@@ -307,7 +309,8 @@ def test_incompatible_checkpoint_says_what_to_do(trained_run, tmp_path):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--eval_only"], "--eval_only needs --model_name_or_path"),
+        (["--eval_only"], "without --do_train needs --model_name_or_path"),
+        (["--do_eval"], "without --do_train needs --model_name_or_path"),
         (["--model_name_or_path", "/no/such/model"], "Could not load a model from '/no/such/model'"),
         (["--patch_size", "5"], "must be divisible by `patch_size`"),
     ],
