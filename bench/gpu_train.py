@@ -3,8 +3,8 @@ reaches a target.
 
 train.py's arguments (a recipe, then flags) are parsed and run by train.py's and the package's own functions;
 the only addition is a benchmark callback on the Trainer that `training.run` builds. After every epoch it
-synchronises the device, notes the time, and measures the accuracy on the test split (that measurement is
-not counted as training time). It stops the run at the end of the first epoch past `--budget_s` seconds of
+synchronises the device, notes the time, and measures the accuracy on the test split, read from --data_dir's
+IDX files (that measurement is not counted as training time). It stops the run at the end of the first epoch past `--budget_s` seconds of
 training, or, with `--stop_at_target`, at the first epoch whose test accuracy reaches the target. Then
 `training.run` finishes as usual (save, final evaluation, test report). One JSON line is appended to RESULTS.
 
@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import train  # noqa: E402
 from mnist_vit import training  # noqa: E402
-from mnist_vit.data import InMemorySplit, collate_batch, to_pixel_arrays  # noqa: E402
+from mnist_vit.data import collate_batch, find_idx_files, read_idx  # noqa: E402
 
 
 class EpochClock(TrainerCallback):
@@ -45,9 +45,14 @@ class EpochClock(TrainerCallback):
             torch.cuda.synchronize(device)
         return time.perf_counter()
 
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        test = training.load_splits(self.data_args)["test"]  # as limited by --max_eval_samples
-        self.test = InMemorySplit(to_pixel_arrays(test, kwargs["processing_class"]))
+    def on_train_begin(self, args, state, control, **kwargs):
+        # MNIST's test digits as the IDX files hold them: the image processor hands MNIST digits back unchanged.
+        images, labels = find_idx_files(self.data_args.data_dir)["test"]
+        count = self.data_args.max_eval_samples
+        self.test = {
+            "pixel_values": torch.from_numpy(read_idx(images)[:count].copy()),
+            "labels": torch.from_numpy(read_idx(labels)[:count].astype("int64")),
+        }
         self.started = self.last_end = self.now(args.device)
         self.not_training = 0.0  # seconds spent measuring test accuracy
 
@@ -85,17 +90,17 @@ class EpochClock(TrainerCallback):
 
 
 @torch.no_grad()
-def test_accuracy(model: torch.nn.Module, test: InMemorySplit, device: torch.device, bf16: bool) -> float:
+def test_accuracy(model: torch.nn.Module, test: dict[str, torch.Tensor], device: torch.device, bf16: bool) -> float:
     was_training = model.training
     model.eval()
     correct = 0
-    for start in range(0, len(test), 2000):
-        batch = collate_batch(test[start:start + 2000])
+    for start in range(0, len(test["labels"]), 2000):
+        batch = collate_batch({name: values[start:start + 2000] for name, values in test.items()})
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(pixel_values=batch["pixel_values"].to(device)).logits
         correct += int((logits.argmax(-1).cpu() == batch["labels"]).sum())
     model.train(was_training)
-    return correct / len(test)
+    return correct / len(test["labels"])
 
 
 def trainer_with(callback: TrainerCallback) -> type:
