@@ -37,12 +37,15 @@ def recipe_flags(path: str) -> list[str]:
     return flags
 
 
+def build_parser() -> HfArgumentParser:
+    return HfArgumentParser((ModelArguments, DataArguments, MnistViTTrainingArguments))
+
+
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, MnistViTTrainingArguments]:
     if argv and argv[0].endswith((".json", ".yaml", ".yml")):
         argv = recipe_flags(argv[0]) + argv[1:]  # later flags win
-    parser = HfArgumentParser((ModelArguments, DataArguments, MnistViTTrainingArguments))
     try:
-        return parser.parse_args_into_dataclasses(argv)
+        return build_parser().parse_args_into_dataclasses(argv)
     except ValueError as err:  # TrainingArguments' checks of flag combinations
         raise UserError(str(err)) from err
 

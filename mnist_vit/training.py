@@ -153,11 +153,11 @@ class MnistViTTrainingArguments(TrainingArguments):
     metric_for_best_model: str | None = "accuracy"
     logging_steps: float = 50
     remove_unused_columns: bool = False  # True wraps the collator, which takes InMemorySplit's whole batches
-    # None: not given. With none of the three given, train.py trains, evaluates and tests; with any, only those.
-    do_train: bool | None = field(default=None, metadata={"help": "Train (with any of --do_*: only what they name)."})
-    do_eval: bool | None = field(default=None, metadata={"help": "Evaluate on the validation split."})
-    do_predict: bool | None = field(
-        default=None,
+    # With none of the three given, train.py trains, evaluates and tests; with any, only those.
+    do_train: bool = field(default=False, metadata={"help": "Train (with any of --do_*: only what they name)."})
+    do_eval: bool = field(default=False, metadata={"help": "Evaluate on the validation split."})
+    do_predict: bool = field(
+        default=False,
         metadata={"help": "Write the report on the test split. --eval_only is the same flag: alone, it reports on "
                   "--model_name_or_path.", "aliases": ["--eval_only"]},
     )
@@ -175,12 +175,13 @@ class MnistViTTrainingArguments(TrainingArguments):
     def __post_init__(self):
         if not torch.accelerator.is_available():
             self.dataloader_pin_memory = False  # nothing to pin for; the DataLoader would warn on every pass
+        # before TrainingArguments sets do_eval for any eval_strategy
+        self.steps_asked = (self.do_train, self.do_eval, self.do_predict)
         super().__post_init__()
 
     def steps(self) -> tuple[bool, bool, bool]:
         """(train, evaluate, predict): those asked for with --do_*, or all three when none is."""
-        asked = (self.do_train, self.do_eval, self.do_predict)
-        return (True, True, True) if not any(asked) else tuple(bool(step) for step in asked)
+        return self.steps_asked if any(self.steps_asked) else (True, True, True)
 
 
 class AugmentingTrainer(Trainer):
