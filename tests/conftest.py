@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
 from mnist_vit.data import read_idx
+from mnist_vit.export import export_to_vit
+from mnist_vit.onnx_export import stage_onnx
 
 MNIST_DIR = Path(os.environ.get("MNIST_DIR", Path(__file__).resolve().parents[2] / "shared" / "mnist"))
 
@@ -69,3 +72,33 @@ def shipped_model() -> Path:
     """The checkpoint that predict.py and app.py load by default."""
     assert (SHIPPED_MODEL / "model.safetensors").is_file(), f"The shipped checkpoint is missing from {SHIPPED_MODEL}."
     return SHIPPED_MODEL
+
+
+# The shipped checkpoint exported as the plain-ViT root, with its ONNX files (test_onnx_export, test_browser_page).
+
+TEST_DIGITS = 1000
+
+
+@pytest.fixture(scope="module")
+def test_pictures() -> list[Image.Image]:
+    """The first 1,000 MNIST test digits, as the publisher hands them over (the test split's PIL images)."""
+    return [Image.fromarray(image) for image in read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")[:TEST_DIGITS]]
+
+
+@pytest.fixture(scope="module")
+def root_folder(shipped_model, tmp_path_factory):
+    """The shipped checkpoint exported as a plain ViT: what push_to_hub.py puts at the repo's root."""
+    folder = tmp_path_factory.mktemp("root")
+    vit, vit_processor = export_to_vit(
+        MnistViTForImageClassification.from_pretrained(shipped_model).eval(),
+        MnistViTImageProcessor.from_pretrained(shipped_model),
+    )
+    vit.save_pretrained(folder)
+    vit_processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def staged(root_folder, test_pictures):
+    stage_onnx(root_folder, test_pictures)
+    return root_folder

@@ -17,7 +17,6 @@ from app_harness import (
     CANVAS, LABEL, chromium_page, clear_canvas, closed_loop, draw, free_port, vertical_stroke, wait_for_label,
 )
 from PIL import Image
-from test_onnx_export import root_folder, staged, test_pictures  # noqa: F401 (fixtures: the staged model folder)
 
 from conftest import REPO_ROOT
 
@@ -77,7 +76,7 @@ def upload(page, path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def page(staged, tmp_path_factory):  # noqa: F811 (the imported fixture)
+def page(staged, tmp_path_factory):
     with page_with_local_model(staged, tmp_path_factory.mktemp("site")) as page:
         yield page
 
@@ -103,7 +102,7 @@ def test_everything_comes_from_the_page_folder(page):
     assert [url for url in fetched if not url.startswith(origin)] == []
 
 
-def test_an_uploaded_scan_is_read(page, test_pictures, tmp_path):  # noqa: F811
+def test_an_uploaded_scan_is_read(page, test_pictures, tmp_path):
     """A test digit as a scan: black ink on white paper, larger than MNIST's 28x28, the digit off-centre."""
     paper = Image.new("L", (300, 240), 235)
     digit = Image.eval(test_pictures[0], lambda value: 255 - value).resize((140, 140), Image.LANCZOS)

@@ -6,42 +6,11 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from PIL import Image
 from transformers import ViTForImageClassification, ViTImageProcessorPil
 
-from conftest import MNIST_DIR
-from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
-from mnist_vit.data import read_idx
-from mnist_vit.export import export_to_vit
+from conftest import TEST_DIGITS
 from mnist_vit.onnx_export import check_onnx, stage_onnx
 from mnist_vit.training import UserError
-
-TEST_DIGITS = 1000
-
-
-@pytest.fixture(scope="module")
-def test_pictures() -> list[Image.Image]:
-    """The first 1,000 MNIST test digits, as the publisher hands them over (the test split's PIL images)."""
-    return [Image.fromarray(image) for image in read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")[:TEST_DIGITS]]
-
-
-@pytest.fixture(scope="module")
-def root_folder(shipped_model, tmp_path_factory):
-    """The shipped checkpoint exported as a plain ViT: what push_to_hub.py puts at the repo's root."""
-    folder = tmp_path_factory.mktemp("root")
-    vit, vit_processor = export_to_vit(
-        MnistViTForImageClassification.from_pretrained(shipped_model).eval(),
-        MnistViTImageProcessor.from_pretrained(shipped_model),
-    )
-    vit.save_pretrained(folder)
-    vit_processor.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def staged(root_folder, test_pictures):
-    stage_onnx(root_folder, test_pictures)
-    return root_folder
 
 
 def onnx_logits(path, pixel_values: torch.Tensor) -> np.ndarray:
