@@ -140,7 +140,7 @@ def write_report(
     metrics[f"{prefix}_confusion_matrix"] = confusion.tolist()
 
     (output_dir / f"{prefix}_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    heading = f"{len(labels)} examples of the {split} split\n\n"
+    heading = f"Reported on {split}: {len(labels)} examples\n\n"
     (output_dir / "classification_report.txt").write_text(heading + classification_report_text(confusion, label_names))
     plot_reliability_diagram(calibrations, labels).savefig(output_dir / "reliability_diagram.png", dpi=100)
     plot_confusion_matrix(confusion, label_names).savefig(output_dir / "confusion_matrix.png", dpi=100)

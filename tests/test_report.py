@@ -149,7 +149,7 @@ def test_report_names_the_split_it_is_on(tmp_path, predicted_digits):
     images, labels, logits = predicted_digits
     written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, split="validation")
     assert written["test_split"] == "validation"
-    assert (tmp_path / "classification_report.txt").read_text().startswith("32 examples of the validation split")
+    assert (tmp_path / "classification_report.txt").read_text().startswith("Reported on validation: 32 examples")
 
 
 def test_training_curves_draw_loss_and_validation_accuracy(tmp_path):

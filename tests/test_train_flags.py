@@ -113,7 +113,7 @@ def test_image_folders_without_test_are_reported_on_validation(tmp_path):
         results = json.loads((output_dir / "test_results.json").read_text())
         assert results["test_split"] == "validation (the data has no test split)"
         assert np.sum(results["test_confusion_matrix"]) == 64
-        assert (output_dir / "classification_report.txt").read_text().startswith("64 examples of the validation split")
+        assert (output_dir / "classification_report.txt").read_text().startswith("Reported on validation (the data has no test split): 64 examples")
         assert "validation (no test split) accuracy" in result.stdout
     assert any(cache.rglob("*.arrow"))  # --cache_dir holds the image folder's cache
 
@@ -191,9 +191,11 @@ def push_env(tmp_path, endpoint: str) -> dict:
             "HF_ENDPOINT": endpoint, "HF_TOKEN": "hf_alice"}
 
 
-def test_push_to_hub_publishes_our_model_through_our_publisher(tmp_path):
+def test_push_to_hub_publishes_our_model_through_our_publisher(trained_run, tmp_path):
+    # fine-tuning the trained run: the publisher refuses a model so untrained that its 8-bit ONNX export disagrees
     with FakeHub({"hf_alice": Account("alice")}) as hub:
-        result = run_train("--output_dir", str(tmp_path / "mnist-run"), *TINY_MODEL, *QUICK, "--push_to_hub",
+        result = run_train("--model_name_or_path", str(trained_run), "--output_dir", str(tmp_path / "mnist-run"), *QUICK,
+                           "--push_to_hub",
                            env=push_env(tmp_path, hub.url))
         assert result.returncode == 0, result.stderr[-3000:]
         (commit,) = hub.commits
