@@ -238,71 +238,72 @@ def reduce_to_working_size(gray: np.ndarray, longest: int) -> np.ndarray:
 def find_digit(gray: np.ndarray) -> np.ndarray:
     """The digit's ink, white on black at full strength; zeros if the picture holds no plausible digit.
 
-    Ink is the difference to the paper around it, measured at a scale well above a stroke's width, so that
-    a light gradient, a shadow or a glare spot is not ink (`ink_against_paper`). The digit is the main, most
-    central mark among the ink's connected pieces, without the straight lines that run across the picture
-    (ruling, squares, the page's edge), specks and what touches the border (desk, shadows). A clean picture
-    (MNIST, a canvas drawing, a scan) comes back as it was, its ink at full strength.
+    Ink is the difference to the paper around it (`ink_against_paper`), so that a light gradient, a shadow
+    or a glare spot is not ink. The digit is the main, most central mark among the ink's connected pieces,
+    without the straight lines that run across the picture (ruling, squares, the page's edge), specks and
+    what lies along the border (desk, shadows). A clean picture (MNIST, a canvas drawing, a scan) comes back
+    as it was, its ink at full strength.
     """
-    window = max(MIN_WINDOW, odd(0.12 * max(gray.shape)))  # wider than a stroke, narrower than a shadow
-    dark_ink = has_dark_ink(gray, window)
-    ink, digit, lines = digit_at_window(gray, window, dark_ink)
+    ink = ink_against_paper(gray)
+    digit, lines = digit_and_lines(ink)
     if digit is None:
         return np.zeros_like(gray)
-    box = box_of(digit)
-    digit_size = max(box[2] - box[0], box[3] - box[1])
-    if odd(0.75 * digit_size) > window:
-        # Strokes may be wider than the window (a felt pen, a digit that fills the picture): measure again at
-        # the digit's own scale, and keep that if it finds the same digit (not one merged with a shadow).
-        wide = digit_at_window(gray, odd(0.75 * digit_size), dark_ink)
-        if wide[1] is not None and np.abs(np.subtract(box_of(wide[1]), box)).max() <= 0.15 * digit_size:
-            ink, digit, lines = wide
-    near_digit = dilate(digit, max(3, odd(0.05 * digit_size))) & ~dilate(lines, 3)
+    near_digit = dilate(digit, max(3, odd(0.05 * digit_size(digit)))) & ~dilate(lines, 3)
     ink = np.clip(ink - noise_level(ink), 0, None) * near_digit
     return ink * (255 / ink.max()) if ink.max() > 0 else ink
 
 
-def digit_at_window(gray: np.ndarray, window: int, dark_ink: bool) -> tuple:
-    """Ink measured against the paper at `window`, the digit's mask (or None) and the ruling lines' mask."""
-    ink = ink_against_paper(gray, window, dark_ink)
+def digit_and_lines(ink: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """The digit's mask (None: no plausible digit) and the ruling lines' mask, from the ink."""
     strokes = ink > ink_threshold(ink)
-    if max(gray.shape) <= THUMBNAIL_SIZE:  # MNIST's 28x28, an icon: all digit, no desk, ruling or specks
-        return ink, strokes if strokes.any() else None, np.zeros_like(strokes)
+    if max(ink.shape) <= THUMBNAIL_SIZE:  # MNIST's 28x28, an icon: all digit, no desk, ruling or specks
+        return (strokes if strokes.any() else None), np.zeros_like(strokes)
     lines = straight_lines(strokes)
-    return ink, main_mark(strokes & ~lines), lines
+    return main_mark(strokes & ~lines), lines
+
+
+def digit_size(digit: np.ndarray) -> int:
+    top, left, bottom, right = box_of(digit)
+    return max(bottom - top, right - left)
 
 
 def odd(length: float) -> int:
     return max(1, int(length) // 2 * 2 + 1)
 
 
-def ink_against_paper(gray: np.ndarray, window: int, dark_ink: bool) -> np.ndarray:
-    """How far each pixel is from the paper around it, towards the ink's side.
+def ink_against_paper(gray: np.ndarray) -> np.ndarray:
+    """How far each pixel is from the paper around it, towards the ink's side (dark ink or light ink).
 
-    The paper is the picture with every ink feature narrower than `window` closed over (a morphological
+    The paper is the picture with every ink feature narrower than a window closed over (a morphological
     closing for dark ink, an opening for light ink): it follows gradients, soft shadows and the hard edge of
-    a shadow, but not strokes.
+    a shadow, but not strokes. The window, 12% of the picture, is wider than a pen's stroke and narrower than
+    most shadows. A stroke wider still (a felt pen, a digit that fills the picture) stays in that paper as a
+    patch as dark as ink, which no shadow is: there the paper is seen through a window of half the picture.
     """
-    if dark_ink:
-        return closing(gray, window) - gray
-    return gray - opening(gray, window)
+    wide = max(2 * MIN_WINDOW + 1, odd(0.48 * max(gray.shape)))
+    # a thumbnail (MNIST's 28x28, an icon) is all digit, with no room for shadows: wide windows only
+    narrow = wide if max(gray.shape) <= THUMBNAIL_SIZE else max(MIN_WINDOW, odd(0.12 * max(gray.shape)))
+    dark_paper, light_paper = closing(gray, narrow), opening(gray, narrow)
+    if has_dark_ink(dark_paper - gray, gray - light_paper, gray):
+        paper, wide_paper = dark_paper, closing(gray, wide)
+    else:  # the same on the negative picture
+        paper, wide_paper, gray = 255 - light_paper, 255 - opening(gray, wide), 255 - gray
+    paper = np.where(paper < wide_paper / 3, wide_paper, paper)
+    return paper - gray
 
 
-def has_dark_ink(gray: np.ndarray, window: int) -> bool:
-    """Dark ink on light paper, or light ink on a dark ground.
+def has_dark_ink(dark: np.ndarray, light: np.ndarray, gray: np.ndarray) -> bool:
+    """Dark ink on light paper, or light ink on a dark ground, from the dark and the light narrow features.
 
     A picture with nothing (or almost nothing) on one side of its typical level has its ink on the other
     side: a drawing on a plain canvas, an MNIST digit. Otherwise strokes are narrow: the ink's side is the
-    one whose features narrower than `window` stand out most, which a large dark desk or a bright glare spot
-    does not change.
+    one whose narrow features stand out most, which a large dark desk or a bright glare spot does not change.
     """
     darkest, typical, lightest = np.percentile(gray, [0.5, 50, 99.5])
     if typical - darkest < 0.1 * (lightest - typical):
         return False
     if lightest - typical < 0.1 * (typical - darkest):
         return True
-    dark = closing(gray, window) - gray
-    light = gray - opening(gray, window)
     return np.percentile(dark, 99.5) > np.percentile(light, 99.5)
 
 
@@ -360,7 +361,7 @@ def thicker_than(flags: np.ndarray, length: int) -> np.ndarray:
 def main_mark(strokes: np.ndarray) -> np.ndarray | None:
     """The main, most central mark and the pieces close to it, as a mask; None if nothing looks like a digit.
 
-    Pieces touching the picture's border (desk, shadows, the page's edge) and specks are not digits. The main
+    Pieces lying along the picture's border (desk, shadows, the page's edge) and specks are not digits. The main
     piece is the largest, weighted by how central it is; pieces within a quarter of its size join it (the
     bar of a 7, the two strokes of a 4).
     """
@@ -377,8 +378,14 @@ def main_mark(strokes: np.ndarray) -> np.ndarray | None:
     np.minimum.at(left, which, xs)
     np.maximum.at(right, which, xs + 1)
     size = np.maximum(bottom - top, right - left)
-    on_border = (top == 0) | (left == 0) | (bottom == height) | (right == width)
-    plausible = (areas >= 0.0005 * strokes.size) & (size >= 0.04 * max(height, width)) & ~on_border
+    # a stroke may run off the picture (a big drawing); desk, shadows and the page's edge lie along its border
+    border = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+    along_border = np.bincount(border, minlength=count + 1)[1:]
+    plausible = (
+        (areas >= 0.0005 * strokes.size)
+        & (size >= 0.04 * max(height, width))
+        & (along_border <= 0.06 * max(height, width))
+    )
     if not plausible.any():
         return None
     off_centre = np.hypot(((top + bottom) / 2 - height / 2) / height, ((left + right) / 2 - width / 2) / width)

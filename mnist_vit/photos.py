@@ -1,4 +1,4 @@
-"""Synthetic phone photos of handwritten digits, made from MNIST digits: the test and benchmark set for reading photos.
+"""Synthetic pictures of digits as people have them (phone photos, drawings, typed digits): test and benchmark sets.
 
 A photo is a sheet of paper (tinted, grainy, maybe ruled or squared) under uneven light, with one MNIST digit
 written on it in ballpoint, felt pen or pencil, rotated, blurred, noisy and saved as a JPEG, as a phone takes it:
@@ -9,13 +9,14 @@ written on it in ballpoint, felt pen or pencil, rotated, blurred, noisy and save
 
 Each photo draws the ordinary variations (paper tint and grain, a gentle light gradient, ink, a small tilt, blur,
 noise, JPEG quality 70-90) and shows one condition strongly: an ordinary one from `ORDINARY_CONDITIONS` or a
-harder one from `HARD_CONDITIONS`. Only numpy and PIL: nothing here needs a model.
+harder one from `HARD_CONDITIONS`; with no digit, the same sheet is blank. `drawing` is a digit drawn black on
+white on a canvas, `typed_digit` a digit set in a font. Only numpy and PIL: nothing here needs a model.
 """
 
 import io
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 ORDINARY_CONDITIONS = (
     "plain", "gradient", "soft shadow", "ruled", "squared", "blue ballpoint", "black ballpoint", "felt pen",
@@ -38,9 +39,10 @@ LINE_COLOURS = ((150, 180, 230), (170, 170, 175), (140, 190, 220))  # blue, grey
 
 
 def phone_photo(
-    digit: np.ndarray, condition: str, rng: np.random.Generator, long_side: tuple[int, int] = (600, 4000)
+    digit: np.ndarray | None, condition: str, rng: np.random.Generator, long_side: tuple[int, int] = (600, 4000)
 ) -> bytes:
-    """A JPEG file (bytes) of `digit` (an MNIST digit: uint8 28x28, white on black) photographed under `condition`."""
+    """A JPEG file (bytes) of `digit` (an MNIST digit: uint8 28x28, white on black; None: a blank sheet)
+    photographed under `condition`."""
     if condition not in ORDINARY_CONDITIONS + HARD_CONDITIONS:
         raise ValueError(f"Unknown condition {condition!r}; expected one of {ORDINARY_CONDITIONS + HARD_CONDITIONS}.")
     side = int(rng.integers(long_side[0], long_side[1] + 1))
@@ -53,7 +55,10 @@ def phone_photo(
         page = draw_ruling(page, tilt, squared=condition == "squared", rng=rng)
 
     ink_name = condition if condition in INKS else ("blue ballpoint", "black ballpoint")[rng.integers(2)]
-    strokes, box = written_digit(digit, (height, width), tilt, ink_name, rng)
+    # A blank sheet still gets a digit's place (where a sticky note or a glare spot goes), with no ink.
+    strokes, box = written_digit(np.full((20, 14), 255, np.uint8) if digit is None else digit, (height, width),
+                                 tilt, ink_name, rng)
+    strokes *= digit is not None
     ink_rgb, opacity = INKS[ink_name]
     coverage = strokes * rng.uniform(*opacity)
     if ink_name.endswith("pencil"):  # graphite leaves a grainy trace
@@ -117,13 +122,15 @@ def line_coverage(position: np.ndarray, spacing: float, thickness: float, offset
 
 
 def written_digit(
-    digit: np.ndarray, shape: tuple[int, int], tilt: float, ink: str, rng: np.random.Generator
+    digit: np.ndarray, shape: tuple[int, int], tilt: float, ink: str, rng: np.random.Generator,
+    length: tuple[float, float] = (0.2, 0.6),
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """The digit's ink coverage (H, W) in [0, 1] at a random place, and its box (top, left, bottom, right)."""
+    """The digit's ink coverage (H, W) in [0, 1] at a random place, its longer side `length` of the picture's,
+    and its box (top, left, bottom, right)."""
     height, width = shape
     rows, cols = np.nonzero(digit.max(axis=1))[0], np.nonzero(digit.max(axis=0))[0]
     cropped = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    length = max(height, width) * rng.uniform(0.2, 0.6)
+    length = max(height, width) * rng.uniform(*length)
     length = min(length, 0.85 * min(height, width))
     scale = length / max(cropped.shape)
     size = (max(1, round(cropped.shape[1] * scale)), max(1, round(cropped.shape[0] * scale)))
@@ -243,6 +250,28 @@ def to_jpeg(image: Image.Image, quality: int, sideways: bool, rng: np.random.Gen
     return buffer.getvalue()
 
 
+def drawing(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """`digit` drawn black on a white canvas of 200-400 px, as a drawing app exports it: thicker or thinner
+    strokes, the digit 40-90% of the canvas, anywhere on it."""
+    side = int(rng.integers(200, 401))
+    strokes, _ = written_digit(digit, (side, side), 0.0, "felt pen" if rng.random() < 0.5 else "black ballpoint",
+                               rng, length=(0.4, 0.9))
+    return Image.fromarray((255 * (1 - strokes)).astype(np.uint8))
+
+
+def typed_digit(label: int, font_path: str, rng: np.random.Generator) -> Image.Image:
+    """The digit `label` set in the font at `font_path`, black on white, 40-90% of a 100-300 px picture."""
+    side = int(rng.integers(100, 301))
+    font = ImageFont.truetype(font_path, size=int(side * rng.uniform(0.4, 0.9)))
+    picture = Image.new("L", (side, side), 255)
+    draw = ImageDraw.Draw(picture)
+    left, top, right, bottom = draw.textbbox((0, 0), str(label), font=font)
+    x = rng.uniform(0, max(1, side - (right - left))) - left
+    y = rng.uniform(0, max(1, side - (bottom - top))) - top
+    draw.text((x, y), str(label), fill=0, font=font)
+    return picture
+
+
 def photo_set(
     digits: np.ndarray, labels: np.ndarray, conditions: tuple[str, ...], per_condition: int, seed: int,
     long_side: tuple[int, int] = (600, 4000),
@@ -256,4 +285,4 @@ def photo_set(
     return photos
 
 
-__all__ = ["HARD_CONDITIONS", "ORDINARY_CONDITIONS", "phone_photo", "photo_set"]
+__all__ = ["HARD_CONDITIONS", "ORDINARY_CONDITIONS", "drawing", "phone_photo", "photo_set", "typed_digit"]
