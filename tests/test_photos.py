@@ -1,0 +1,85 @@
+"""Pictures people have, read by the shipped checkpoint through its image processor: phone photos of digits on
+paper (mnist_vit.photos), blank sheets, drawings and typed digits. The photos are made from MNIST training
+digits with a fixed seed, at 600-1,200 px (bench/bench_reading.py measures larger sets at full size)."""
+
+import io
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from conftest import MNIST_DIR
+from mnist_vit.data import read_idx
+from mnist_vit.inference import DigitClassifier
+from mnist_vit.photos import HARD_CONDITIONS, ORDINARY_CONDITIONS, drawing, phone_photo, photo_set, typed_digit
+
+FONTS = Path(matplotlib.get_data_path()) / "fonts" / "ttf"  # fonts that matplotlib, a dependency, ships
+SIZES = (600, 1200)
+
+
+@pytest.fixture(scope="module")
+def classifier(shipped_model) -> DigitClassifier:
+    return DigitClassifier.from_pretrained(shipped_model)
+
+
+@pytest.fixture(scope="module")
+def training_digits() -> tuple[np.ndarray, np.ndarray]:
+    return read_idx(MNIST_DIR / "train-images-idx3-ubyte.gz")[:5000], read_idx(MNIST_DIR / "train-labels-idx1-ubyte.gz")[:5000]
+
+
+def opened(jpeg: bytes) -> Image.Image:
+    """As every reader of phone photos opens them: upright as the EXIF orientation says."""
+    return ImageOps.exif_transpose(Image.open(io.BytesIO(jpeg)))
+
+
+def accuracy(classifier: DigitClassifier, pictures: list[Image.Image], labels: list[int]) -> float:
+    predictions = classifier.predict(pictures)
+    return np.mean([p is not None and p.label == str(label) for p, label in zip(predictions, labels)])
+
+
+@pytest.mark.parametrize(
+    "conditions, per_condition, at_least",
+    [(ORDINARY_CONDITIONS, 3, 0.93), (HARD_CONDITIONS, 5, 0.8)],
+    ids=["ordinary", "hard"],
+)
+def test_phone_photos_are_read(classifier, training_digits, conditions, per_condition, at_least):
+    photos = photo_set(*training_digits, conditions, per_condition, seed=3, long_side=SIZES)
+    assert accuracy(classifier, [opened(jpeg) for _, _, jpeg in photos], [label for _, label, _ in photos]) >= at_least
+
+
+def test_sideways_photos_are_turned_upright_by_their_exif_tag(classifier, training_digits):
+    photos = photo_set(*training_digits, ("sideways",), 6, seed=4, long_side=SIZES)
+    stored = [Image.open(io.BytesIO(jpeg)) for _, _, jpeg in photos]
+    assert all(picture.getexif()[0x0112] in (6, 8) for picture in stored)
+    assert accuracy(classifier, [opened(jpeg) for _, _, jpeg in photos], [label for _, label, _ in photos]) == 1
+
+
+@pytest.mark.parametrize(
+    "condition", ["plain", "gradient", "soft shadow", "ruled", "squared", "page edge", "glare", "dim"]
+)
+def test_blank_sheets_are_refused_not_labelled(classifier, condition):
+    rng = np.random.default_rng(5)
+    sheets = [opened(phone_photo(None, condition, rng, SIZES)) for _ in range(3)]
+    assert classifier.predict(sheets) == [None, None, None]
+
+
+def test_drawings_black_on_white_are_read(classifier):
+    digits, labels = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")[:60], read_idx(MNIST_DIR / "t10k-labels-idx1-ubyte.gz")[:60]
+    rng = np.random.default_rng(6)
+    assert accuracy(classifier, [drawing(digit, rng) for digit in digits], list(labels)) >= 0.95
+
+
+def test_a_drawing_that_runs_off_the_canvas_is_still_the_digit(classifier, mnist_test_digits):
+    digit, label = mnist_test_digits[0][0], mnist_test_digits[1][0]  # a 7
+    canvas = Image.fromarray(255 - digit).resize((280, 280), Image.Resampling.BICUBIC)
+    cut = canvas.crop((0, 40, 280, 280)).resize((280, 240))  # the 7's bar runs off the top edge
+    assert classifier.predict([cut])[0].label == str(label)
+
+
+def test_typed_digits_are_read(classifier):
+    fonts = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Oblique.ttf", "cmr10.ttf"]
+    rng = np.random.default_rng(7)
+    pictures = [typed_digit(digit, str(FONTS / font), rng) for font in fonts for digit in range(10)]
+    assert accuracy(classifier, pictures, list(range(10)) * len(fonts)) >= 0.9
