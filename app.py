@@ -12,15 +12,18 @@ import argparse
 import base64
 import binascii
 import io
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
 import torch
 from PIL import Image
 
-from mnist_vit.inference import DigitClassifier, ImageReadError, attention_picture, decode_image, read_image
+from mnist_vit.errors import UserError, exit_status
+from mnist_vit.inference import SHIPPED_MODEL, DigitClassifier, attention_picture, decode_image, read_image
 
-SHIPPED_MODEL = Path(__file__).resolve().parent / "checkpoints" / "mnist-vit"
 TOP_K = 3
 # Pictures above twice this many pixels are refused as decompression bombs (PIL's own check), so that one request
 # cannot take gigabytes: a 64-megapixel PNG decodes to 256 MB, and JPEGs decode reduced (inference.decode_image).
@@ -96,9 +99,13 @@ def parse_arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def user_error(message: str) -> gr.Error:
-    """A mistake in the input: shown to the user as it is, and no traceback in the server's log."""
-    return gr.Error(message, print_exception=False)
+@contextmanager
+def shown_to_user() -> Iterator[None]:
+    """A `UserError` (a mistake in the input) is shown in the page as it is, with no traceback in the server's log."""
+    try:
+        yield
+    except UserError as error:
+        raise gr.Error(str(error), print_exception=False) from None
 
 
 def decode_data_url(data_url: str | None) -> Image.Image | None:
@@ -107,24 +114,18 @@ def decode_data_url(data_url: str | None) -> Image.Image | None:
         return None
     header, _, encoded = data_url.partition(",")
     if not (header.startswith("data:image/") and header.endswith(";base64")):
-        raise user_error("Expected the drawing as a base64 data URL: data:image/png;base64,...")
+        raise UserError("Expected the drawing as a base64 data URL: data:image/png;base64,...")
     try:
-        return decode_image(io.BytesIO(base64.b64decode(encoded, validate=True)))
+        picture = base64.b64decode(encoded, validate=True)
     except binascii.Error:
-        raise user_error("The drawing's data URL is not valid base64: send the canvas's toDataURL() as it is.") from None
-    except ImageReadError as error:
-        raise user_error(str(error)) from None
+        raise UserError("The drawing's data URL is not valid base64: send the canvas's toDataURL() as it is.") from None
+    return decode_image(io.BytesIO(picture))
 
 
 def read_upload(upload: dict | None) -> Image.Image | None:
     """The uploaded file (gradio's file data, unprocessed: gradio's own decoding would fail with its generic
     error) -> the picture."""
-    if upload is None:
-        return None
-    try:
-        return read_image(Path(upload["path"]))
-    except ImageReadError as error:
-        raise user_error(str(error)) from None
+    return None if upload is None else read_image(Path(upload["path"]))
 
 
 def classify(classifier: DigitClassifier, image: Image.Image | None) -> tuple[dict | None, Image.Image | None]:
@@ -138,10 +139,12 @@ def classify(classifier: DigitClassifier, image: Image.Image | None) -> tuple[di
 
 def build_demo(classifier: DigitClassifier) -> gr.Blocks:
     def predict_drawing(data_url: str | None):
-        return classify(classifier, decode_data_url(data_url))
+        with shown_to_user():
+            return classify(classifier, decode_data_url(data_url))
 
     def predict_upload(upload: dict | None):
-        return classify(classifier, read_upload(upload))
+        with shown_to_user():
+            return classify(classifier, read_upload(upload))
 
     with gr.Blocks(title="mnist-vit") as demo:
         gr.Markdown("# mnist-vit\nDraw a digit, or upload a photo of one. The prediction follows your pen.")
@@ -196,4 +199,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main))

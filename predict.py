@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from transformers.utils import logging
 
-from mnist_vit.inference import DigitClassifier, ImageReadError, Prediction, find_images, read_image
+from mnist_vit.errors import exit_status
+from mnist_vit.inference import SHIPPED_MODEL, DigitClassifier, ImageReadError, Prediction, find_images, read_image
 
-SHIPPED_MODEL = Path(__file__).resolve().parent / "checkpoints" / "mnist-vit"
 BATCH_SIZE = 64  # pictures classified together
 
 
@@ -73,11 +73,7 @@ def main(argv: list[str]) -> int:
     logging.disable_progress_bar()  # the weight-loading bar would interleave with the results on a terminal
     logging.set_verbosity_error()  # a model that does not load is one sentence below, not also a loading report
     torch.set_num_threads(1)  # a 0.8M-parameter model gains nothing from more; see bench/bench_predict.py
-    try:
-        classifier = DigitClassifier.from_pretrained(arguments.model)
-    except (OSError, ValueError) as error:
-        print(f"error: cannot load the model from {arguments.model}: {error}", file=sys.stderr)
-        return 2
+    classifier = DigitClassifier.from_pretrained(arguments.model)
     paths = find_images(arguments.images)
     failures = 0
     for start in range(0, len(paths), BATCH_SIZE):
@@ -91,4 +87,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(exit_status(lambda: main(sys.argv[1:])))

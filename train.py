@@ -19,7 +19,8 @@ if __name__ == "__main__" and not {"-h", "--help"} & set(sys.argv):
 import yaml  # noqa: E402
 from transformers import HfArgumentParser  # noqa: E402
 
-from mnist_vit.training import DataArguments, MnistViTTrainingArguments, ModelArguments, UserError, run  # noqa: E402
+from mnist_vit.errors import UserError, exit_status  # noqa: E402
+from mnist_vit.training import DataArguments, MnistViTTrainingArguments, ModelArguments, run  # noqa: E402
 
 
 def recipe_flags(path: str) -> list[str]:
@@ -50,16 +51,11 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Mni
         raise UserError(str(err)) from err
 
 
-def main(argv: list[str]) -> int:
-    try:
-        model_args, data_args, training_args = parse_arguments(argv)
-        results = run(model_args, data_args, training_args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def main(argv: list[str]) -> None:
+    model_args, data_args, training_args = parse_arguments(argv)
+    results = run(model_args, data_args, training_args)
     if training_args.process_index == 0:
         print(summary(results))
-    return 0
 
 
 def summary(results: dict) -> str:
@@ -91,4 +87,4 @@ def summary(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(exit_status(lambda: main(sys.argv[1:])))

@@ -25,6 +25,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from safetensors import SafetensorError
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
+from .errors import UserError
+
+# The model predict.py and app.py read by default: the repo's checkpoint (a Space carries the same layout).
+SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "mnist-vit"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 IMAGE_FORMATS = "PNG, JPEG, WebP, BMP or GIF"
 # Large pictures are decoded reduced: a JPEG at the smallest scale whose longer side is at least DRAFT_SIDE,
@@ -63,27 +67,11 @@ class DigitClassifier:
 
     @classmethod
     def from_pretrained(cls, model_name_or_path: str | Path) -> "DigitClassifier":
-        """Load a local folder or a Hub repo; what is wrong with it raises `OSError` or `ValueError`, a
-        sentence that names the path."""
-        path = Path(model_name_or_path)
-        if path.is_file():
-            raise ValueError(f"{path} is a file: pass the model's folder (with config.json and model.safetensors).")
-        if not path.exists() and not is_repo_id(str(model_name_or_path)):
-            raise ValueError(f"There is no folder {path}: pass a model folder, or a Hub repo id such as user/mnist-vit.")
+        """Load a local folder or a Hub repo; what is wrong with it raises `UserError`, a sentence that names it."""
         try:
-            model, loading = AutoModelForImageClassification.from_pretrained(model_name_or_path, output_loading_info=True)
-            image_processor = AutoImageProcessor.from_pretrained(model_name_or_path)
-        except OSError as error:
-            if path.exists():
-                raise
-            raise OSError(f"There is no folder {path}, and no such model could be loaded from the Hub: {first_line(error)}") from None
-        except SafetensorError as error:  # a truncated or empty file
-            raise ValueError(f"The weights in {path} are damaged ({first_line(error)}): copy the model again.") from None
-        except RuntimeError:  # tensors of other shapes than the config says
-            raise ValueError(NOT_ITS_CONFIG.format(path=path)) from None
-        if loading["missing_keys"] or loading["unexpected_keys"]:
-            raise ValueError(NOT_ITS_CONFIG.format(path=path))
-        return cls(model, image_processor)
+            return cls(*load_model_and_processor(model_name_or_path))
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot load the model from {model_name_or_path}: {error}") from None
 
     def preprocess(self, images: list) -> torch.Tensor:
         return self.image_processor(images, return_tensors="pt")["pixel_values"]
@@ -125,6 +113,29 @@ class DigitClassifier:
         processor = self.image_processor
         mean, std = np.ravel(processor.image_mean)[0], np.ravel(processor.image_std)[0]
         return np.clip(channel.numpy() * std + mean, 0, 1)
+
+
+def load_model_and_processor(model_name_or_path: str | Path) -> tuple:
+    """The model and its image processor; what is wrong raises `OSError` or `ValueError`, a sentence."""
+    path = Path(model_name_or_path)
+    if path.is_file():
+        raise ValueError(f"{path} is a file: pass the model's folder (with config.json and model.safetensors).")
+    if not path.exists() and not is_repo_id(str(model_name_or_path)):
+        raise ValueError(f"There is no folder {path}: pass a model folder, or a Hub repo id such as user/mnist-vit.")
+    try:
+        model, loading = AutoModelForImageClassification.from_pretrained(model_name_or_path, output_loading_info=True)
+        image_processor = AutoImageProcessor.from_pretrained(model_name_or_path)
+    except OSError as error:
+        if path.exists():
+            raise
+        raise OSError(f"There is no folder {path}, and no such model could be loaded from the Hub: {first_line(error)}") from None
+    except SafetensorError as error:  # a truncated or empty file
+        raise ValueError(f"The weights in {path} are damaged ({first_line(error)}): copy the model again.") from None
+    except RuntimeError:  # tensors of other shapes than the config says
+        raise ValueError(NOT_ITS_CONFIG.format(path=path)) from None
+    if loading["missing_keys"] or loading["unexpected_keys"]:
+        raise ValueError(NOT_ITS_CONFIG.format(path=path))
+    return model, image_processor
 
 
 def is_blank(pixel_values: torch.Tensor) -> torch.Tensor:
@@ -170,7 +181,7 @@ def attention_picture(explanation: Explanation, size: int = 280) -> Image.Image:
 # --- reading pictures from disk --------------------------------------------------------------------------
 
 
-class ImageReadError(Exception):
+class ImageReadError(UserError):
     """A file that cannot be read as a picture; the message is a sentence for the user."""
 
 
@@ -255,6 +266,7 @@ def is_repo_id(argument: str) -> bool:
 
 
 __all__ = [
+    "SHIPPED_MODEL",
     "DigitClassifier",
     "Explanation",
     "ImageReadError",

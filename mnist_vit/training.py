@@ -32,6 +32,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from .configuration_mnist_vit import MnistViTConfig
+from .errors import UserError
 from .data import (
     MNIST_HUB_NAME,
     Augmentation,
@@ -50,10 +51,6 @@ from .report import expected_calibration_error, load_metric, softmax, write_repo
 from .transfer import StockModelInput
 
 logger = logging.get_logger(__name__)
-
-
-class UserError(Exception):
-    """A mistake in the command line or the files it names: printed as one sentence, no traceback."""
 
 
 @dataclass
