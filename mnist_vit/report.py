@@ -1,9 +1,10 @@
-"""Evaluation output: the metric module, per-class scores and the files written after a test run.
+"""The report on a trained model: the Trainer's metrics with per-class scores, calibration and figures, as files.
 
-`write_report` turns a test set's images, labels and logits into `<prefix>_results.json`,
-`classification_report.txt`, `confusion_matrix.png`, `misclassified.png` and `reliability_diagram.png`;
-`write_training_curves` draws a run's log history as `training_curves.png`.
-Figures are drawn on `matplotlib.figure.Figure` objects, which need no pyplot and no display.
+The numbers the Trainer computed with the metric module (`load_metric`: accuracy, macro precision / recall / F1)
+are written as they are; `write_report` adds what only the report needs (scikit-learn's per-class scores and
+confusion matrix, the calibration error) and writes `test_results.json`, `classification_report.txt`,
+`confusion_matrix.png`, `misclassified.png` and `reliability_diagram.png`; `write_training_curves` draws a run's
+log history as `training_curves.png`. Figures are drawn on `matplotlib.figure.Figure` objects: no pyplot, no display.
 """
 
 import json
@@ -14,8 +15,8 @@ from pathlib import Path
 import evaluate
 import numpy as np
 from matplotlib.figure import Figure
-
-from .metrics.classification_metrics import confusion_matrix, per_class_scores
+from scipy.special import softmax
+from sklearn.metrics import classification_report, confusion_matrix
 
 METRICS_PATH = str(Path(__file__).resolve().parent / "metrics" / "classification_metrics.py")
 MAX_MISCLASSIFIED_SHOWN = 100
@@ -26,11 +27,6 @@ CALIBRATION_BINS = 15
 def load_metric() -> evaluate.EvaluationModule:
     """The project's `evaluate` metric (accuracy, macro precision / recall / F1), loaded by path: no Hub needed."""
     return evaluate.load(METRICS_PATH)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
@@ -50,40 +46,16 @@ def reliability_bins(confidence: np.ndarray, correct: np.ndarray, bins: int) -> 
 
 
 def per_class_metrics(predictions, references, label_names: list[str]) -> dict[str, dict[str, float]]:
-    """{label name: {"precision", "recall", "f1", "support"}} for every class."""
-    scores = per_class_scores(confusion_matrix(predictions, references, len(label_names)))
+    """{label name: {"precision", "recall", "f1", "support"}} for every class (scikit-learn's, 0 where undefined)."""
+    scores = classification_report(
+        references, predictions, labels=range(len(label_names)), target_names=label_names, output_dict=True,
+        zero_division=0,
+    )
     return {
-        name: {
-            "precision": float(scores["precision"][i]),
-            "recall": float(scores["recall"][i]),
-            "f1": float(scores["f1"][i]),
-            "support": int(scores["support"][i]),
-        }
-        for i, name in enumerate(label_names)
+        name: {key: scores[name][key] for key in ("precision", "recall")}
+        | {"f1": scores[name]["f1-score"], "support": int(scores[name]["support"])}
+        for name in label_names
     }
-
-
-def classification_report_text(confusion: np.ndarray, label_names: list[str]) -> str:
-    """A table like scikit-learn's `classification_report`: per class, then accuracy, macro and weighted averages."""
-    scores = per_class_scores(confusion)
-    precision, recall, f1, support = scores["precision"], scores["recall"], scores["f1"], scores["support"]
-    total = int(support.sum())
-    width = max(len("weighted avg"), *(len(name) for name in label_names))
-    row = f"{{:>{width}}} {{:>9}} {{:>9}} {{:>9}} {{:>9}}"
-
-    def scores_row(name: str, *values: float, count: int) -> str:
-        return row.format(name, *(f"{value:.4f}" for value in values), count)
-
-    lines = [row.format("", "precision", "recall", "f1-score", "support"), ""]
-    lines += [scores_row(name, precision[i], recall[i], f1[i], count=support[i]) for i, name in enumerate(label_names)]
-    weights = support / max(total, 1)
-    lines += [
-        "",
-        row.format("accuracy", "", "", f"{np.trace(confusion) / max(total, 1):.4f}", total),
-        scores_row("macro avg", precision.mean(), recall.mean(), f1.mean(), count=total),
-        scores_row("weighted avg", weights @ precision, weights @ recall, weights @ f1, count=total),
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def most_confident_mistakes(
@@ -102,52 +74,48 @@ def write_report(
     labels: np.ndarray,
     logits: np.ndarray,
     label_names: list[str],
-    prefix: str = "test",
-    extra_metrics: dict | None = None,
+    metrics: dict,
     split: str = "test",
     temperature: float | None = None,
 ) -> dict:
-    """Write the evaluation files of one split to `output_dir` and return the metrics written.
+    """Write the report on one split to `output_dir` and return what `test_results.json` holds.
 
-    images: uint8 (N, H, W); labels: (N,); logits: (N, C). The JSON holds `<prefix>_split` (the split
-    reported on), `<prefix>_accuracy`, `<prefix>_precision_macro`, `<prefix>_recall_macro`, `<prefix>_f1_macro`,
-    `<prefix>_ece` (expected calibration error), `<prefix>_per_class` and `<prefix>_confusion_matrix`
-    (rows = true class, columns = predicted), merged with `extra_metrics`: pass `Trainer.predict(...).metrics`
-    here (its loss and runtime) rather than calling `trainer.save_metrics(prefix, ...)`, which would overwrite
-    `<prefix>_results.json`. With the `temperature` folded into the model (calibration.py), the JSON adds it
-    and `<prefix>_ece_uncalibrated` (of `logits * temperature`), and the reliability diagram shows both.
+    images: uint8 (N, H, W); labels: (N,); logits: (N, C); metrics: `Trainer.predict(..., metric_key_prefix="test")
+    .metrics` (accuracy, macro precision / recall / F1, loss, runtime), written as they are. The JSON adds
+    `test_split` (the split reported on), `test_ece` (expected calibration error), `test_per_class` and
+    `test_confusion_matrix` (rows = true class, columns = predicted). With the `temperature` folded into the
+    model (calibration.py), it adds the temperature and `test_ece_uncalibrated` (of `logits * temperature`),
+    and the reliability diagram shows both.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     labels = np.asarray(labels).astype(np.int64)
-    probabilities = softmax(np.asarray(logits, dtype=np.float64))
+    probabilities = softmax(np.asarray(logits, dtype=np.float64), axis=1)
     predictions = probabilities.argmax(axis=1)
-    confusion = confusion_matrix(predictions, labels, len(label_names))
-    per_class = per_class_metrics(predictions, labels, label_names)
+    every_label = range(len(label_names))
 
-    metrics = {f"{prefix}_split": split, **(extra_metrics or {})}
-    metrics[f"{prefix}_accuracy"] = float(np.mean(predictions == labels))
-    for key in ("precision", "recall", "f1"):
-        metrics[f"{prefix}_{key}_macro"] = float(np.mean([scores[key] for scores in per_class.values()]))
-    metrics[f"{prefix}_ece"] = expected_calibration_error(probabilities, labels)
+    written = {"test_split": split, **metrics, "test_ece": expected_calibration_error(probabilities, labels)}
     calibrations = {"calibrated" if temperature else "model": probabilities}
     if temperature is not None:
-        uncalibrated = softmax(np.asarray(logits, dtype=np.float64) * temperature)
-        metrics["temperature"] = temperature
-        metrics[f"{prefix}_ece_uncalibrated"] = expected_calibration_error(uncalibrated, labels)
+        uncalibrated = softmax(np.asarray(logits, dtype=np.float64) * temperature, axis=1)
+        written["temperature"] = temperature
+        written["test_ece_uncalibrated"] = expected_calibration_error(uncalibrated, labels)
         calibrations = {"before (T = 1)": uncalibrated, f"after (T = {temperature:.3f})": probabilities}
-    metrics[f"{prefix}_per_class"] = per_class
-    metrics[f"{prefix}_confusion_matrix"] = confusion.tolist()
+    written["test_per_class"] = per_class_metrics(predictions, labels, label_names)
+    confusion = confusion_matrix(labels, predictions, labels=every_label)
+    written["test_confusion_matrix"] = confusion.tolist()
 
-    (output_dir / f"{prefix}_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    heading = f"Reported on {split}: {len(labels)} examples\n\n"
-    (output_dir / "classification_report.txt").write_text(heading + classification_report_text(confusion, label_names))
+    (output_dir / "test_results.json").write_text(json.dumps(written, indent=2) + "\n")
+    table = classification_report(
+        labels, predictions, labels=every_label, target_names=label_names, digits=4, zero_division=0
+    )
+    (output_dir / "classification_report.txt").write_text(f"Reported on {split}: {len(labels)} examples\n\n{table}")
     plot_reliability_diagram(calibrations, labels).savefig(output_dir / "reliability_diagram.png", dpi=100)
     plot_confusion_matrix(confusion, label_names).savefig(output_dir / "confusion_matrix.png", dpi=100)
     mistakes = most_confident_mistakes(labels, probabilities)
     mistakes_figure = plot_misclassified(np.asarray(images), labels, probabilities, mistakes, label_names)
     mistakes_figure.savefig(output_dir / "misclassified.png", dpi=100)
-    return metrics
+    return written
 
 
 def plot_confusion_matrix(confusion: np.ndarray, label_names: list[str]) -> Figure:

@@ -18,6 +18,7 @@ import datasets
 import numpy as np
 import torch
 from huggingface_hub import HfApi, get_token
+from scipy.special import softmax
 from transformers import (
     AutoConfig,
     AutoImageProcessor,
@@ -47,7 +48,7 @@ from .data import (
 from .calibration import fit_temperature, fold_temperature
 from .image_processing_mnist_vit import MnistViTImageProcessor
 from .modeling_mnist_vit import MnistViTForImageClassification
-from .report import expected_calibration_error, load_metric, softmax, write_report, write_training_curves
+from .report import expected_calibration_error, load_metric, write_report, write_training_curves
 from .transfer import StockModelInput
 
 logger = logging.get_logger(__name__)
@@ -572,7 +573,7 @@ def train_and_report(
             reported_on = "test" if report_split == "test" else "validation (the data has no test split)"
             results.update(write_report(
                 output_dir, split.pixel_values.numpy(), split.labels.numpy(), prediction.predictions, label_names,
-                extra_metrics=prediction.metrics, split=reported_on, temperature=temperature,
+                prediction.metrics, split=reported_on, temperature=temperature,
             ))
     return results, trainer
 
@@ -583,11 +584,11 @@ def calibrate(trainer: Trainer, validation: InMemorySplit) -> tuple[float, dict]
     logits, labels = torch.from_numpy(prediction.predictions), torch.from_numpy(prediction.label_ids)
     temperature = fit_temperature(logits, labels)
     fold_temperature(trainer.model, temperature)
-    labels = labels.numpy()
+    logits, labels = prediction.predictions.astype(np.float64), labels.numpy()
     return temperature, {
         "temperature": temperature,
-        "eval_ece_uncalibrated": expected_calibration_error(softmax(prediction.predictions.astype(np.float64)), labels),
-        "eval_ece": expected_calibration_error(softmax(prediction.predictions.astype(np.float64) / temperature), labels),
+        "eval_ece_uncalibrated": expected_calibration_error(softmax(logits, axis=1), labels),
+        "eval_ece": expected_calibration_error(softmax(logits / temperature, axis=1), labels),
     }
 
 

@@ -1,16 +1,40 @@
+"""Shared fixtures, and the environment every test runs in: set here, before anything imports huggingface_hub."""
+
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-import numpy as np
-import pytest
-from PIL import Image
+# The tests' caches live in one temporary folder per session, removed at its end, so that nothing is written
+# to ~/.cache and a user's shell (HF_HUB_OFFLINE=1, a token, another endpoint or cache) changes no outcome.
+# huggingface_hub, datasets and evaluate read these variables when they are imported.
+SESSION_FOLDER = Path(tempfile.mkdtemp(prefix="mnist-vit-tests-"))
+atexit.register(shutil.rmtree, SESSION_FOLDER, ignore_errors=True)
+for variable in (
+    "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_EVALUATE_OFFLINE", "HF_ENDPOINT", "HF_TOKEN",
+    "HF_TOKEN_PATH", "HF_STORED_TOKENS_PATH", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_XET_CACHE",
+    "HF_ASSETS_CACHE", "HF_MODULES_CACHE", "HF_METRICS_CACHE", "HF_EVALUATE_CACHE", "TRANSFORMERS_CACHE",
+):
+    os.environ.pop(variable, None)
+os.environ.update(
+    HF_HOME=str(SESSION_FOLDER / "huggingface"),
+    HF_DATASETS_CACHE=str(SESSION_FOLDER / "huggingface" / "datasets"),
+    XDG_CACHE_HOME=str(SESSION_FOLDER / "cache"),
+    MPLCONFIGDIR=str(SESSION_FOLDER / "matplotlib"),
+)
 
-from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
-from mnist_vit.data import read_idx
-from mnist_vit.export import export_to_vit
-from mnist_vit.onnx_export import stage_onnx
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor  # noqa: E402
+from mnist_vit.data import read_idx  # noqa: E402
+from mnist_vit.export import export_to_vit  # noqa: E402
+from mnist_vit.inference import SHIPPED_MODEL  # noqa: E402
+from mnist_vit.onnx_export import stage_onnx  # noqa: E402
 
 MNIST_DIR = Path(os.environ.get("MNIST_DIR", Path(__file__).resolve().parents[2] / "shared" / "mnist"))
 
@@ -62,9 +86,6 @@ def trained_run(tmp_path_factory) -> Path:
     result = run_train(*QUICK_RUN_FLAGS, "--output_dir", str(output_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     return output_dir
-
-
-SHIPPED_MODEL = REPO_ROOT / "checkpoints" / "mnist-vit"
 
 
 @pytest.fixture(scope="session")

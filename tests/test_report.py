@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from scipy.special import softmax
 
 from conftest import REPO_ROOT
 from mnist_vit import report
@@ -36,6 +37,18 @@ def test_metric_module_loads_by_path_offline(tmp_path):
     assert all_four == pytest.approx(
         {"accuracy": 2 / 3, "precision_macro": 1.5 / 4, "recall_macro": 1.5 / 4, "f1_macro": (2 / 3 + 2 / 3) / 4}
     )
+
+
+@pytest.fixture(scope="module")
+def trainer_metrics():
+    """What `Trainer.predict(..., metric_key_prefix="test")` hands the report: the metric module's numbers."""
+    metric = report.load_metric()
+
+    def compute(labels: np.ndarray, logits: np.ndarray) -> dict:
+        scores = metric.compute(predictions=logits.argmax(axis=1), references=labels, num_labels=len(DIGIT_NAMES))
+        return {"test_loss": 0.25, **{f"test_{name}": value for name, value in scores.items()}}
+
+    return compute
 
 
 def test_per_class_metrics_by_hand():
@@ -68,35 +81,40 @@ def predicted_digits(mnist_test_digits):
     return images, labels, logits_for(predictions, confidences)
 
 
-def test_write_report_files_and_numbers(tmp_path, predicted_digits):
+def test_write_report_files_and_numbers(tmp_path, predicted_digits, trainer_metrics):
     images, labels, logits = predicted_digits
-    returned = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, extra_metrics={"test_loss": 0.25})
+    metrics = trainer_metrics(labels, logits)
+    returned = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, metrics)
     for name in ("confusion_matrix.png", "misclassified.png"):
         assert (tmp_path / name).read_bytes().startswith(PNG_SIGNATURE), name
     written = json.loads((tmp_path / "test_results.json").read_text())
     assert written == returned
-    assert written["test_loss"] == 0.25
+    assert {key: written[key] for key in metrics} == metrics  # the Trainer's numbers, written as they are
     assert written["test_accuracy"] == pytest.approx(29 / 32)
     confusion = np.array(written["test_confusion_matrix"])
     assert confusion.shape == (10, 10)
     assert confusion.sum() == 32
-    assert np.trace(confusion) / confusion.sum() == pytest.approx(written["test_accuracy"])
+    assert np.trace(confusion) == 29
     assert confusion.sum(axis=1).tolist() == np.bincount(labels, minlength=10).tolist()
+    for index in (3, 10, 20):  # each mistake counted in its (true, predicted) cell
+        assert confusion[labels[index], (labels[index] + 1) % 10] >= 1
     per_class = written["test_per_class"]
     assert sum(scores["support"] for scores in per_class.values()) == 32
-    f1_mean = np.mean([scores["f1"] for scores in per_class.values()])
-    assert written["test_f1_macro"] == pytest.approx(f1_mean)
-    assert {"test_precision_macro", "test_recall_macro"} <= set(written)
+    # the metric module's macro averages agree with the report's per-class scores
+    for key in ("precision", "recall", "f1"):
+        assert written[f"test_{key}_macro"] == pytest.approx(np.mean([scores[key] for scores in per_class.values()]))
     text = (tmp_path / "classification_report.txt").read_text()
-    lines = {line.split()[0]: line.split() for line in text.splitlines() if line.strip()}
-    assert lines["accuracy"][1:] == [f"{29 / 32:.4f}", "32"]
-    assert lines["7"][-1] == str(per_class["7"]["support"])
-    assert "macro" in lines and "weighted" in lines
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[1:] if line.strip()}
+    assert rows["accuracy"] == [f"{29 / 32:.4f}", "32"]
+    for name, scores in per_class.items():
+        expected = [f"{scores['precision']:.4f}", f"{scores['recall']:.4f}", f"{scores['f1']:.4f}", str(scores["support"])]
+        assert rows[name] == expected, name
+    assert rows["macro"] == ["avg", *(f"{written[f'test_{key}_macro']:.4f}" for key in ("precision", "recall", "f1")), "32"]
 
 
 def test_mistakes_are_shown_most_confident_first(predicted_digits):
     images, labels, logits = predicted_digits
-    probabilities = report.softmax(logits)
+    probabilities = softmax(logits, axis=1)
     assert report.most_confident_mistakes(labels, probabilities).tolist() == [10, 20, 3]
     assert report.most_confident_mistakes(labels, probabilities, limit=2).tolist() == [10, 20]
     figure = report.plot_misclassified(images, labels, probabilities, np.array([10, 20, 3]), DIGIT_NAMES)
@@ -105,49 +123,45 @@ def test_mistakes_are_shown_most_confident_first(predicted_digits):
     assert titles == expected
 
 
-def test_no_mistakes_still_draws_a_picture(tmp_path, mnist_test_digits):
+def test_no_mistakes_still_draws_a_picture(tmp_path, mnist_test_digits, trainer_metrics):
     images, labels = mnist_test_digits
     logits = logits_for(labels.astype(np.int64), np.full(len(labels), 0.99))
-    written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES)
-    assert written["test_accuracy"] == 1.0
+    written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, trainer_metrics(labels, logits))
+    assert written["test_accuracy"] == 1.0 and np.trace(written["test_confusion_matrix"]) == len(labels)
     assert (tmp_path / "misclassified.png").read_bytes().startswith(PNG_SIGNATURE)
-    figure = report.plot_misclassified(images, labels, report.softmax(logits), np.array([], dtype=np.int64), DIGIT_NAMES)
+    figure = report.plot_misclassified(images, labels, softmax(logits, axis=1), np.array([], dtype=np.int64), DIGIT_NAMES)
     assert [text.get_text() for text in figure.texts] == ["no mistakes"]
-
-
-def test_prefix_names_the_file_and_the_keys(tmp_path, predicted_digits):
-    images, labels, logits = predicted_digits
-    written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, prefix="eval")
-    assert json.loads((tmp_path / "eval_results.json").read_text())["eval_accuracy"] == written["eval_accuracy"]
 
 
 def test_expected_calibration_error_by_hand(predicted_digits):
     _, labels, logits = predicted_digits
     # 29 right at 0.9 (off by 0.1), three wrong alone in their bins at 0.95, 0.7 and 0.55 (off by all of it)
     expected = (29 * 0.1 + 0.95 + 0.7 + 0.55) / 32
-    assert report.expected_calibration_error(report.softmax(logits), labels) == pytest.approx(expected)
+    assert report.expected_calibration_error(softmax(logits, axis=1), labels) == pytest.approx(expected)
     perfect = logits_for(labels.astype(np.int64), np.full(len(labels), 1 - 1e-9))
-    assert report.expected_calibration_error(report.softmax(perfect), labels) == pytest.approx(0, abs=1e-6)
+    assert report.expected_calibration_error(softmax(perfect, axis=1), labels) == pytest.approx(0, abs=1e-6)
 
 
-def test_report_with_a_temperature_gives_calibration_before_and_after(tmp_path, predicted_digits):
+def test_report_with_a_temperature_gives_calibration_before_and_after(tmp_path, predicted_digits, trainer_metrics):
     images, labels, logits = predicted_digits
-    written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, temperature=2.0)
+    metrics = trainer_metrics(labels, logits)
+    written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, metrics, temperature=2.0)
     assert written["temperature"] == 2.0
-    assert written["test_ece"] == pytest.approx(report.expected_calibration_error(report.softmax(logits), labels))
-    before = report.expected_calibration_error(report.softmax(logits * 2.0), labels)
+    assert written["test_ece"] == pytest.approx(report.expected_calibration_error(softmax(logits, axis=1), labels))
+    before = report.expected_calibration_error(softmax(logits * 2.0, axis=1), labels)
     assert written["test_ece_uncalibrated"] == pytest.approx(before) and before != pytest.approx(written["test_ece"])
     assert (tmp_path / "reliability_diagram.png").read_bytes().startswith(PNG_SIGNATURE)
     figure = report.plot_reliability_diagram(
-        {"before": report.softmax(logits * 2.0), "after": report.softmax(logits)}, labels
+        {"before": softmax(logits * 2.0, axis=1), "after": softmax(logits, axis=1)}, labels
     )
     legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert legend == ["perfect calibration", f"before: ECE {before:.2%}", f"after: ECE {written['test_ece']:.2%}"]
 
 
-def test_report_names_the_split_it_is_on(tmp_path, predicted_digits):
+def test_report_names_the_split_it_is_on(tmp_path, predicted_digits, trainer_metrics):
     images, labels, logits = predicted_digits
-    written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, split="validation")
+    metrics = trainer_metrics(labels, logits)
+    written = report.write_report(tmp_path, images, labels, logits, DIGIT_NAMES, metrics, split="validation")
     assert written["test_split"] == "validation"
     assert (tmp_path / "classification_report.txt").read_text().startswith("Reported on validation: 32 examples")
 

@@ -1,15 +1,16 @@
-"""Accuracy and macro-averaged precision, recall and F1 for single-label classification, in numpy.
+"""The Trainer's metric: accuracy and macro-averaged precision, recall and F1 of class predictions (scikit-learn).
 
 A local `evaluate` module: `evaluate.load("<path>/classification_metrics.py")` works offline, where
 `evaluate.load("accuracy")` would download from the Hub. `evaluate` copies this file alone and
 scans its imports, so it imports nothing from the project, one import per line.
-The macro averages follow scikit-learn: over the classes that occur in the predictions or the
+The macro averages are scikit-learn's: over the classes that occur in the predictions or the
 references (or over all `num_labels` classes when given), a score with a zero denominator is 0.
 """
 
 import datasets
 import evaluate
-import numpy as np
+from sklearn.metrics import accuracy_score
+from sklearn.metrics import precision_recall_fscore_support
 
 _DESCRIPTION = "Accuracy and macro-averaged precision, recall and F1 of class predictions."
 _KWARGS_DESCRIPTION = """
@@ -27,24 +28,6 @@ Example:
 """
 
 
-def confusion_matrix(predictions, references, num_labels: int) -> np.ndarray:
-    """Counts (num_labels, num_labels): row = true class, column = predicted class."""
-    predictions, references = np.asarray(predictions, dtype=np.int64), np.asarray(references, dtype=np.int64)
-    flat = np.bincount(references * num_labels + predictions, minlength=num_labels * num_labels)
-    return flat.reshape(num_labels, num_labels)
-
-
-def per_class_scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
-    """Precision, recall, F1 and support of every class of a confusion matrix (0 where undefined)."""
-    hits = np.diag(confusion).astype(np.float64)
-    predicted, support = confusion.sum(axis=0), confusion.sum(axis=1)
-    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
-    recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
-    both = precision + recall
-    f1 = np.divide(2 * precision * recall, both, out=np.zeros_like(hits), where=both > 0)
-    return {"precision": precision, "recall": recall, "f1": f1, "support": support}
-
-
 class ClassificationMetrics(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
@@ -55,13 +38,13 @@ class ClassificationMetrics(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, num_labels=None):
-        predictions, references = np.asarray(predictions, dtype=np.int64), np.asarray(references, dtype=np.int64)
-        size = num_labels or int(max(predictions.max(), references.max())) + 1
-        scores = per_class_scores(confusion_matrix(predictions, references, size))
-        occurring = np.arange(size) if num_labels else np.union1d(predictions, references)
+        labels = list(range(num_labels)) if num_labels else None
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            references, predictions, labels=labels, average="macro", zero_division=0
+        )
         return {
-            "accuracy": float(np.mean(predictions == references)),
-            "precision_macro": float(scores["precision"][occurring].mean()),
-            "recall_macro": float(scores["recall"][occurring].mean()),
-            "f1_macro": float(scores["f1"][occurring].mean()),
+            "accuracy": float(accuracy_score(references, predictions)),
+            "precision_macro": float(precision),
+            "recall_macro": float(recall),
+            "f1_macro": float(f1),
         }
