@@ -15,6 +15,8 @@ from PIL import Image
 
 from conftest import ink_on_transparency
 
+pytestmark = pytest.mark.slow  # app.py served, driven by gradio_client and a real browser
+
 
 @pytest.fixture(scope="module")
 def app_url(shipped_model, tmp_path_factory):

@@ -148,6 +148,7 @@ def test_small_dataset_has_the_hub_schema_and_the_pixels(small_dataset, real_mni
         np.testing.assert_array_equal(examples["label"][:], real_mnist[labels_file][:count])
 
 
+@pytest.mark.slow
 def test_full_mnist_loads_with_the_hub_schema(tmp_path, real_mnist):
     dataset = data.load_image_dataset(data_dir=MNIST_DIR, cache_dir=tmp_path)
     assert {split: len(examples) for split, examples in dataset.items()} == {"train": 60000, "test": 10000}
@@ -268,6 +269,7 @@ def test_dataset_without_class_labels_is_refused():
         data.select_image_and_label(datasets.DatasetDict({"train": split, "test": split}), "example")
 
 
+@pytest.mark.slow
 def test_hub_dataset_without_network_says_to_pass_data_dir(tmp_path):
     script = "from mnist_vit.data import load_image_dataset; load_image_dataset('ylecun/mnist')"
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path)}

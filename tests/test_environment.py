@@ -8,6 +8,7 @@ from pathlib import Path
 import datasets
 import evaluate
 import huggingface_hub
+import pytest
 
 from conftest import SESSION_FOLDER
 
@@ -27,6 +28,7 @@ def test_caches_live_in_the_sessions_temporary_folder_and_the_hub_is_online():
     assert huggingface_hub.get_token() is None
 
 
+@pytest.mark.slow
 def test_the_users_shell_changes_no_outcome(tmp_path):
     """The test above, in a pytest whose shell asks for offline mode, another endpoint, a token and other caches."""
     shell = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_TOKEN": "hf_user",

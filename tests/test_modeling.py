@@ -18,14 +18,14 @@ def tiny_config(**overrides) -> MnistViTConfig:
 
 @pytest.fixture(scope="module")
 def overfit_model(mnist_train_digits):
-    """The default model trained on 64 real MNIST digits until it knows them by heart."""
+    """A tiny model (`tiny_config`) trained on 64 real MNIST digits until it knows them by heart."""
     images, labels = mnist_train_digits
     processor = MnistViTImageProcessor()
     pixel_values = processor(list(images), return_tensors="pt").pixel_values
     labels = torch.tensor(labels, dtype=torch.long)
     torch.manual_seed(0)
-    model = MnistViTForImageClassification(MnistViTConfig())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model = MnistViTForImageClassification(tiny_config())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(300):
         loss = model(pixel_values, labels=labels).loss

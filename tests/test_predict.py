@@ -115,6 +115,7 @@ def test_folder_with_bad_files_reports_them_and_reads_the_rest(uploads):
     assert sum(right) >= 9, f"only {sum(right)} of 10 digits read right: {predictions}"
 
 
+@pytest.mark.slow
 def test_glob_patterns_and_text_output(uploads):
     folder, truth = uploads
     # quoted, as on Windows or in scripts: predict.py expands the pattern itself
@@ -209,6 +210,7 @@ def damaged_pictures() -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_damaged_files_are_error_lines_and_the_others_are_read(tmp_path, mnist_test_digits):
     images, labels = mnist_test_digits
     for name, data in damaged_pictures().items():
@@ -224,6 +226,7 @@ def test_damaged_files_are_error_lines_and_the_others_are_read(tmp_path, mnist_t
     assert lines[-1]["label"] == str(labels[0])
 
 
+@pytest.mark.slow
 def test_file_names_with_control_characters_stay_one_line(tmp_path, mnist_test_digits):
     images, labels = mnist_test_digits
     name = "new\nline \x1b[31mred\x1b[0m.png"
@@ -236,6 +239,7 @@ def test_file_names_with_control_characters_stay_one_line(tmp_path, mnist_test_d
     assert lines[1].startswith(f"{tmp_path}/tab\\there.png: error: This is not a picture")
 
 
+@pytest.mark.slow
 def test_a_folder_that_cannot_be_read_is_reported(tmp_path, mnist_test_digits):
     images, labels = mnist_test_digits
     folder = tmp_path / "photos"
@@ -278,6 +282,7 @@ def broken_models(shipped_model: Path, folder: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_a_model_that_cannot_be_loaded_is_one_sentence_naming_it(shipped_model, tmp_path, mnist_test_digits):
     Image.fromarray(mnist_test_digits[0][0]).save(tmp_path / "digit.png")
     for model, message in broken_models(shipped_model, tmp_path).items():

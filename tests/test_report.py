@@ -19,6 +19,7 @@ PREDICTIONS = [0, 1, 1, 2, 2, 2]
 REFERENCES = [0, 1, 0, 2, 2, 1]
 
 
+@pytest.mark.slow
 def test_metric_module_loads_by_path_offline(tmp_path):
     script = (
         "import json; from mnist_vit.report import load_metric; metric = load_metric(); "

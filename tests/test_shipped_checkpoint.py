@@ -1,11 +1,15 @@
-"""The shipped checkpoint is the original architecture, small, and as accurate as its report says."""
+"""The shipped checkpoint is the original architecture, small, carries the package's code, and is as accurate as
+its report says."""
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import MNIST_DIR
+import mnist_vit
 from mnist_vit import MnistViTConfig, MnistViTForImageClassification, MnistViTImageProcessor
 from mnist_vit.data import read_idx
 
@@ -21,6 +25,16 @@ def test_shipped_checkpoint_is_the_original_model_and_under_4_mb(shipped_model):
     assert size <= 4 * 1024 * 1024, f"{size} bytes"
 
 
+def test_shipped_checkpoint_carries_the_packages_code(shipped_model):
+    """The code a Hub repo runs with trust_remote_code is the package's own, byte for byte."""
+    package = Path(mnist_vit.__file__).parent
+    code_files = sorted(path.name for path in shipped_model.glob("*.py"))
+    assert code_files == ["configuration_mnist_vit.py", "image_processing_mnist_vit.py", "modeling_mnist_vit.py"]
+    stale = [name for name in code_files if (shipped_model / name).read_bytes() != (package / name).read_bytes()]
+    assert not stale, f"{', '.join(stale)} in {shipped_model} differ from the package's: copy them from {package}."
+
+
+@pytest.mark.slow
 def test_shipped_checkpoint_reaches_its_reported_test_accuracy_through_its_processor(shipped_model):
     """All 10,000 MNIST test digits through the image processor, as predict.py reads pictures."""
     report = json.loads((shipped_model / "test_results.json").read_text())

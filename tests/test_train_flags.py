@@ -56,6 +56,7 @@ def test_run_image_classification_flags_are_aliases_and_help_says_so():
     assert "--eval_only is the same flag" in help_text
 
 
+@pytest.mark.slow
 def test_do_flags_do_exactly_what_they_name(trained_run, tmp_path):
     evaluated = tmp_path / "evaluated"
     result = run_train("--do_eval", "--model_name_or_path", str(trained_run), "--output_dir", str(evaluated), *QUICK)
@@ -70,6 +71,7 @@ def test_do_flags_do_exactly_what_they_name(trained_run, tmp_path):
     assert not (trained / "test_results.json").exists() and not (trained / "eval_results.json").exists()
 
 
+@pytest.mark.slow
 def test_overwrite_output_dir_starts_afresh_but_never_touches_other_files(trained_run, tmp_path):
     finished = tmp_path / "finished"
     shutil.copytree(trained_run, finished)
@@ -100,6 +102,7 @@ def write_digit_folder(root, splits: tuple[str, ...], per_class: int = 12) -> No
                 Image.fromarray(images[index]).save(root / split / str(digit) / f"{index}.png")
 
 
+@pytest.mark.slow
 def test_image_folders_without_test_are_reported_on_validation(tmp_path):
     write_digit_folder(tmp_path / "digits", ("train", "validation"))
     cache = tmp_path / "cache"
@@ -121,6 +124,7 @@ def test_image_folders_without_test_are_reported_on_validation(tmp_path):
     assert_user_error(result, "has no Image column 'picture'")
 
 
+@pytest.mark.slow
 def test_train_val_split_holds_out_a_fraction(tmp_path):
     write_digit_folder(tmp_path / "digits", ("train",), per_class=10)
     output_dir = tmp_path / "run"
@@ -167,6 +171,7 @@ def test_stock_input_matches_the_stock_processor(stock_model):
     assert difference.mean() < 0.005 and difference.max() < 0.2
 
 
+@pytest.mark.slow
 def test_stock_model_fine_tunes_on_mnist_with_a_new_head(stock_model, tmp_path):
     folder, _, class_name = stock_model
     refused = run_train("--model_name_or_path", str(folder), "--output_dir", str(tmp_path / "refused"), *QUICK)
@@ -191,6 +196,7 @@ def push_env(tmp_path, endpoint: str) -> dict:
             "HF_ENDPOINT": endpoint, "HF_TOKEN": "hf_alice"}
 
 
+@pytest.mark.slow
 def test_push_to_hub_publishes_our_model_through_our_publisher(trained_run, tmp_path):
     # fine-tuning the trained run: the publisher refuses a model so untrained that its 8-bit ONNX export disagrees
     with FakeHub({"hf_alice": Account("alice")}) as hub:
@@ -204,6 +210,7 @@ def test_push_to_hub_publishes_our_model_through_our_publisher(trained_run, tmp_
     assert f"{hub.url}/alice/mnist-run" in result.stdout
 
 
+@pytest.mark.slow
 def test_push_to_hub_publishes_a_stock_model_the_trainers_way(tmp_path):
     folder = tmp_path / "vit"
     model, processor = STOCK_MODELS["vit"]
@@ -219,6 +226,7 @@ def test_push_to_hub_publishes_a_stock_model_the_trainers_way(tmp_path):
     assert not any(name.startswith("checkpoint-") for name in files)
 
 
+@pytest.mark.slow
 def test_push_to_hub_without_network_is_one_sentence_before_training(tmp_path):
     unreachable = "http://127.0.0.1:9"  # the discard port: nothing listens
     result = run_train("--output_dir", str(tmp_path / "run"), *QUICK, "--push_to_hub", env=push_env(tmp_path, unreachable))
