@@ -69,13 +69,15 @@ class ModelArguments:
         default=False, metadata={"help": "Run the code a Hub model carries (only for repos you trust)."}
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are kept."})
-    patch_size: int | None = field(default=None, metadata={"help": "Size overrides for a new model."})
-    hidden_size: int | None = None
-    num_hidden_layers: int | None = None
-    num_attention_heads: int | None = None
-    intermediate_size: int | None = None
-    hidden_dropout_prob: float | None = None
-    attention_probs_dropout_prob: float | None = None
+    patch_size: int | None = field(default=None, metadata={"help": "A new model's patch side in pixels (default 7)."})
+    hidden_size: int | None = field(default=None, metadata={"help": "A new model's hidden size (default 128)."})
+    num_hidden_layers: int | None = field(default=None, metadata={"help": "A new model's layers (default 4)."})
+    num_attention_heads: int | None = field(default=None, metadata={"help": "A new model's heads per layer (default 4)."})
+    intermediate_size: int | None = field(default=None, metadata={"help": "A new model's MLP size (default 512)."})
+    hidden_dropout_prob: float | None = field(default=None, metadata={"help": "A new model's dropout (default 0)."})
+    attention_probs_dropout_prob: float | None = field(
+        default=None, metadata={"help": "A new model's attention dropout (default 0)."}
+    )
 
     def config_overrides(self) -> dict:
         names = ("patch_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
@@ -117,12 +119,6 @@ class DataArguments:
         metadata={"help": "Augmentation: make most digits look like uploads after the stock ViT processor (either "
                   "ink polarity, any size and place, paper, light, lines, blur, noise): the Hub root model's training."},
     )
-    early_stopping_patience: int | None = field(
-        default=None, metadata={"help": "Stop after N evaluations without a better validation accuracy."}
-    )
-    hp_search_trials: int = field(
-        default=0, metadata={"help": "Search learning rate, weight decay and label smoothing with N Optuna trials."}
-    )
 
     def augmentation(self) -> Augmentation:
         return Augmentation(
@@ -131,26 +127,31 @@ class DataArguments:
         )
 
 
+def new_default(name: str, value):
+    """A `TrainingArguments` field with this project's default, keeping its help text for --help."""
+    return field(default=value, metadata=TrainingArguments.__dataclass_fields__[name].metadata)
+
+
 @dataclass
 class MnistViTTrainingArguments(TrainingArguments):
     """`TrainingArguments` with this project's defaults: the original model's 10-epoch run, done well."""
 
     output_dir: str = field(default="runs/mnist-vit", metadata={"help": "Where checkpoints and results go."})
-    num_train_epochs: float = 10.0
-    per_device_train_batch_size: int = 128
-    per_device_eval_batch_size: int = 512
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_steps: float = 0.05
-    lr_scheduler_type: str = "cosine"
-    label_smoothing_factor: float = 0.1
-    eval_strategy: str = "epoch"
-    save_strategy: str = "epoch"
-    save_total_limit: int | None = 2
-    load_best_model_at_end: bool = True
-    metric_for_best_model: str | None = "accuracy"
-    logging_steps: float = 50
-    remove_unused_columns: bool = False  # True wraps the collator, which takes InMemorySplit's whole batches
+    num_train_epochs: float = new_default("num_train_epochs", 10.0)
+    per_device_train_batch_size: int = new_default("per_device_train_batch_size", 128)
+    per_device_eval_batch_size: int = new_default("per_device_eval_batch_size", 512)
+    learning_rate: float = new_default("learning_rate", 1e-3)
+    weight_decay: float = new_default("weight_decay", 0.05)
+    warmup_steps: float = new_default("warmup_steps", 0.05)
+    lr_scheduler_type: str = new_default("lr_scheduler_type", "cosine")
+    label_smoothing_factor: float = new_default("label_smoothing_factor", 0.1)
+    eval_strategy: str = new_default("eval_strategy", "epoch")
+    save_strategy: str = new_default("save_strategy", "epoch")
+    save_total_limit: int | None = new_default("save_total_limit", 2)
+    load_best_model_at_end: bool = new_default("load_best_model_at_end", True)
+    metric_for_best_model: str | None = new_default("metric_for_best_model", "accuracy")
+    logging_steps: float = new_default("logging_steps", 50)
+    remove_unused_columns: bool = new_default("remove_unused_columns", False)  # True wraps the collator, which takes InMemorySplit's whole batches
     # With none of the three given, train.py trains, evaluates and tests; with any, only those.
     do_train: bool = field(default=False, metadata={"help": "Train (with any of --do_*: only what they name)."})
     do_eval: bool = field(default=False, metadata={"help": "Evaluate on the validation split."})
@@ -158,6 +159,13 @@ class MnistViTTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Write the report on the test split. --eval_only is the same flag: alone, it reports on "
                   "--model_name_or_path.", "aliases": ["--eval_only"]},
+    )
+    # Run modes: stop early, or search hyperparameters instead of one run.
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after N evaluations without a better validation accuracy."}
+    )
+    hp_search_trials: int = field(
+        default=0, metadata={"help": "Search learning rate, weight decay and label smoothing with N Optuna trials."}
     )
     overwrite_output_dir: bool = field(
         default=False,
@@ -527,12 +535,12 @@ def train_and_report(
     resume = checkpoint_to_resume(training_args, model.config) if train else None
 
     callbacks = []
-    if data_args.early_stopping_patience is not None:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
+    if training_args.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
     stock_input = None if is_ours(model) else StockModelInput.from_image_processor(model_processor, model.config.num_channels)
     trainer = AugmentingTrainer(
-        model=None if data_args.hp_search_trials else model,
-        model_init=(lambda trial: build_model(model_args, label_names, token)) if data_args.hp_search_trials else None,
+        model=None if training_args.hp_search_trials else model,
+        model_init=(lambda trial: build_model(model_args, label_names, token)) if training_args.hp_search_trials else None,
         args=training_args,
         data_collator=collate_batch,
         train_dataset=dataset["train"],
@@ -543,8 +551,8 @@ def train_and_report(
         augmentation=data_args.augmentation(),
         model_input=stock_input,
     )
-    if data_args.hp_search_trials:
-        return search_hyperparameters(trainer, data_args.hp_search_trials, output_dir), trainer
+    if training_args.hp_search_trials:
+        return search_hyperparameters(trainer, training_args.hp_search_trials, output_dir), trainer
 
     results, temperature = {}, None
     if train:

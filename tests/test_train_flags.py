@@ -56,6 +56,15 @@ def test_run_image_classification_flags_are_aliases_and_help_says_so():
     assert "--eval_only is the same flag" in help_text
 
 
+def test_every_flag_has_help_and_run_modes_are_training_arguments():
+    flags = [action for action in train.build_parser()._actions if action.option_strings and action.dest != "help"]
+    assert [action.option_strings[0] for action in flags if not action.help] == []
+    _, _, training_args = train.parse_arguments(
+        ["--early_stopping_patience", "3", "--hp_search_trials", "2", "--output_dir", "unused"]
+    )
+    assert (training_args.early_stopping_patience, training_args.hp_search_trials) == (3, 2)
+
+
 @pytest.mark.slow
 def test_do_flags_do_exactly_what_they_name(trained_run, tmp_path):
     evaluated = tmp_path / "evaluated"
