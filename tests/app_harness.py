@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium; Playwright's own download cannot run here
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium (Playwright's own download cannot be fetched here)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",  # we run as root
@@ -66,15 +66,18 @@ def wait_until_serving(process: subprocess.Popen, url: str, log_path: Path, time
 @contextmanager
 def chromium_page(url: str):
     """A page of `url` in headless Chromium, once the drawing canvas is on it."""
-    if not CHROMIUM.exists():
-        raise FileNotFoundError(
-            f"Chromium is not installed at {CHROMIUM}: run `apt-get update && apt-get install -y chromium` "
-            "(.ci/run does). The browser test needs a real browser and does not skip without one."
-        )
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import Error, sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        # Debian's chromium where it is installed (.ci/run installs it), else the one `playwright install` fetched
+        executable = str(CHROMIUM) if CHROMIUM.exists() else None
+        try:
+            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        except Error as error:
+            raise FileNotFoundError(
+                f"No Chromium to drive ({error.message.splitlines()[0]}): run `apt-get install chromium` or "
+                "`python -m playwright install --with-deps chromium`. The browser tests do not skip without one."
+            ) from None
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.goto(url)

@@ -20,6 +20,8 @@ from PIL import Image
 
 from conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # builds the page with npm and drives a real browser
+
 PAGE_DIR = REPO_ROOT / "space" / "browser"
 LOCAL_MODEL = "mnist-vit"  # ?local_model=NAME loads models/NAME/ beside the page
 MESSAGE = "#message"

@@ -57,6 +57,7 @@ def export_dir(exported, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow  # a real train.py run (the trained_run fixture)
 def test_export_predicts_as_the_package_on_gray_digits(trained, exported, mnist_test_digits):
     (model, _), (vit, vit_processor) = trained, exported
     images, _ = mnist_test_digits
@@ -67,6 +68,7 @@ def test_export_predicts_as_the_package_on_gray_digits(trained, exported, mnist_
     assert torch.equal(actual.argmax(-1), expected.argmax(-1))
 
 
+@pytest.mark.slow  # a real train.py run (the trained_run fixture)
 def test_export_predicts_as_the_package_on_rgb_digits(trained, exported, mnist_test_digits):
     (model, _), (vit, vit_processor) = trained, exported
     pictures = coloured(mnist_test_digits[0])
@@ -86,6 +88,7 @@ def test_a_3_channel_model_exports_too(mnist_test_digits):
     assert (actual - expected).abs().max() < TOLERANCE
 
 
+@pytest.mark.slow  # a real train.py run (the trained_run fixture)
 def test_export_saves_a_plain_vit_with_a_stock_processor(export_dir, exported, mnist_test_digits):
     assert sorted(path.name for path in export_dir.iterdir()) == [
         "config.json", "model.safetensors", "preprocessor_config.json",
@@ -104,6 +107,7 @@ def test_export_saves_a_plain_vit_with_a_stock_processor(export_dir, exported, m
     assert torch.allclose(logits(reloaded, inputs), logits(vit, inputs), atol=1e-6)
 
 
+@pytest.mark.slow  # a real train.py run (the trained_run fixture)
 def test_pipeline_serves_the_export_with_the_package_predictions(export_dir, trained, mnist_test_digits):
     model, _ = trained
     images, _ = mnist_test_digits
@@ -113,6 +117,7 @@ def test_pipeline_serves_the_export_with_the_package_predictions(export_dir, tra
     assert labels == [model.config.id2label[int(index)] for index in expected]
 
 
+@pytest.mark.slow  # a real train.py run (the trained_run fixture)
 def test_load_vit_export_reads_it_back_into_our_class(export_dir, trained, mnist_test_digits):
     model, _ = trained
     reloaded = load_vit_export(export_dir).eval()

@@ -39,6 +39,7 @@ def accuracy(classifier: DigitClassifier, pictures: list[Image.Image], labels: l
     return np.mean([p is not None and p.label == str(label) for p, label in zip(predictions, labels)])
 
 
+@pytest.mark.slow  # about 80 photos made and read
 @pytest.mark.parametrize(
     "conditions, per_condition, at_least",
     [(ORDINARY_CONDITIONS, 3, 0.93), (HARD_CONDITIONS, 5, 0.8)],
