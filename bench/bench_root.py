@@ -1,6 +1,6 @@
 """What a published repo's root reads through the stock `pipeline("image-classification")`, as a new user meets it.
 
-    python bench/bench_root.py --model checkpoints/mnist-vit-root [--data_dir ../shared/mnist] [--per_set 300]
+    python bench/bench_root.py --model checkpoints/mnist-vit-root [--data_dir ../shared/mnist] [--per_set 300] [--save]
 
 `--model` is a trained mnist-vit folder, exported to a plain 3-channel ViT as push_to_hub.py does (or a plain
 ViT folder, used as it is). Pictures made from MNIST test digits (mnist_vit/photos.py): black-on-white drawings,
@@ -8,7 +8,8 @@ digits typed in matplotlib's fonts, phone photos of the ordinary and of the hard
 evenly over the conditions; photos 600-1200 px on their long side, to keep the bench short: the processor shrinks
 every picture to 28x28 alike), and all 10,000 MNIST test digits. They are read in a fresh process, outside the
 repository, that cannot import `mnist_vit`: only transformers, the root's config and its stock ViTImageProcessor.
-Prints one table with the issue's targets.
+Prints one table with the issue's targets; `--save` also writes the figures beside the model
+(`stock_pipeline_results.json`), where push_to_hub.py --root_model reads them for the card.
 """
 
 import argparse
@@ -151,8 +152,15 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "checkpoints" / "mnist-vit-root")
     parser.add_argument("--data_dir", type=Path, default=REPO_ROOT.parent / "shared" / "mnist")
     parser.add_argument("--per_set", type=int, default=300, help="Pictures per set (photos: split over conditions).")
+    parser.add_argument("--save", action="store_true", help="Write the figures to the model folder for its card.")
     args = parser.parse_args()
-    print_table(args.model, *measure(args.model, args.data_dir, args.per_set))
+    accuracy, counts = measure(args.model, args.data_dir, args.per_set)
+    print_table(args.model, accuracy, counts)
+    if args.save:
+        from mnist_vit.hub import STOCK_PIPELINE_RESULTS
+
+        results = {name: {"pictures": counts[name], "accuracy": round(value, 4)} for name, value in accuracy.items()}
+        (args.model / STOCK_PIPELINE_RESULTS).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
