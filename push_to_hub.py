@@ -1,7 +1,8 @@
-"""Publish a trained run on the Hugging Face Hub: a plain-transformers ViT at the root, the mnist-vit model
-with its code in remote_code/, a model card with the run's results, in one commit.
+"""Publish a trained run on the Hugging Face Hub: a plain-transformers ViT at the root (with its ONNX files), the
+mnist-vit model with its code in remote_code/, a model card with the run's results, in one commit.
 
     python push_to_hub.py --model_dir runs/mnist-vit --repo_id alice/mnist-vit --data_dir ../shared/mnist
+    python push_to_hub.py --model_dir checkpoints/mnist-vit --root_model checkpoints/mnist-vit-root --repo_id alice/mnist-vit
     python push_to_hub.py --model_dir runs/mnist-vit --repo_id alice/mnist-vit --create_pr
     python push_to_hub.py --model_dir runs/mnist-vit --repo_id alice/mnist-vit --dry_run --staging_dir repo/
 
@@ -24,6 +25,12 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--repo_id", required=True, help="The Hub repo to publish to: NAMESPACE/NAME.")
     parser.add_argument(
+        "--root_model",
+        help="A second trained model to put at the root, where tools without remote code read pictures through the "
+        "stock ViT processor: one trained to read uploads that way, such as checkpoints/mnist-vit-root "
+        "(default: --model_dir's model).",
+    )
+    parser.add_argument(
         "--data_dir", help="A folder with MNIST's IDX files, for the widget examples (default: the Hub's ylecun/mnist)."
     )
     parser.add_argument(
@@ -44,7 +51,7 @@ def main(argv: list[str]) -> int:
         url = publish(
             args.model_dir, args.repo_id, data_dir=args.data_dir, token=args.token, private=args.private,
             revision=args.revision, create_pr=args.create_pr, commit_message=args.commit_message,
-            dry_run=args.dry_run, staging_dir=args.staging_dir,
+            dry_run=args.dry_run, staging_dir=args.staging_dir, root_model=args.root_model,
         )
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

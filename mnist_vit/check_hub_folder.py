@@ -5,23 +5,27 @@ the `mnist_vit` package made unimportable: whatever loads here loads for someone
 transformers. It checks that
 
 - the root is a plain `ViTForImageClassification` that `pipeline("image-classification")` serves with
-  no remote code, and labels each widget example (`examples/*.png`) as the card's `output:` says;
+  no remote code, and labels each widget example (`examples/*.png`, `*.jpg`) as the card's `output:` says;
+- the root's ONNX files (`onnx/model.onnx`, `onnx/model_quantized.onnx`) run with onnxruntime on the
+  root's own preprocessing and label the widget examples the same way;
 - `remote_code/` loads with `trust_remote_code=True` as the card tells, from the folder's own code,
   and labels the widget examples the same way.
 
 On failure it prints what failed to stderr and exits with status 1. It imports only transformers,
-huggingface_hub and PIL.
+huggingface_hub, onnxruntime and PIL.
 """
 
 import sys
 from pathlib import Path
 
+import onnxruntime
 from huggingface_hub import ModelCard
-from PIL import Image
+from PIL import Image, ImageOps
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification, pipeline
 
 REMOTE_CODE_FOLDER = "remote_code"
 EXAMPLES_FOLDER = "examples"
+ONNX_FILES = ("onnx/model.onnx", "onnx/model_quantized.onnx")
 
 
 class CheckFailed(Exception):
@@ -31,7 +35,7 @@ class CheckFailed(Exception):
 def widget_labels(root: Path) -> dict[Path, str]:
     """{example picture: the label the card's widget says the model gives it}."""
     widget = ModelCard.load(root / "README.md").data.to_dict().get("widget") or []
-    pictures = sorted((root / EXAMPLES_FOLDER).glob("*.png"))
+    pictures = sorted(path for path in (root / EXAMPLES_FOLDER).iterdir() if path.suffix in (".png", ".jpg"))
     if not pictures:
         raise CheckFailed(f"the folder has no widget examples in {EXAMPLES_FOLDER}/")
     labels = {}
@@ -43,12 +47,32 @@ def widget_labels(root: Path) -> dict[Path, str]:
     return labels
 
 
+def upright(picture: Path) -> Image.Image:
+    """The picture as the pipeline loads it: turned as its EXIF says, in RGB."""
+    with Image.open(picture) as image:
+        return ImageOps.exif_transpose(image).convert("RGB")
+
+
 def check_labels(classifier, expected: dict[Path, str], variant: str) -> None:
     for picture, label in expected.items():
-        with Image.open(picture) as image:
-            predicted = classifier(image, top_k=1)[0]["label"]
+        predicted = classifier(upright(picture), top_k=1)[0]["label"]
         if predicted != label:
             raise CheckFailed(f"{variant} labels {EXAMPLES_FOLDER}/{picture.name} as {predicted!r}, the card says {label!r}")
+
+
+def check_onnx(root: Path, expected: dict[Path, str]) -> None:
+    """Each ONNX file labels the widget examples as the card says, on the root processor's pixel values."""
+    processor = AutoImageProcessor.from_pretrained(root)
+    id2label = AutoConfig.from_pretrained(root).id2label
+    pixel_values = processor([upright(picture) for picture in expected], return_tensors="np")["pixel_values"]
+    for name in ONNX_FILES:
+        session = onnxruntime.InferenceSession(root / name, providers=["CPUExecutionProvider"])
+        logits = session.run(["logits"], {"pixel_values": pixel_values.astype("float32")})[0]
+        for picture, label, predicted in zip(expected, expected.values(), logits.argmax(-1)):
+            if id2label[int(predicted)] != label:
+                raise CheckFailed(
+                    f"{name} labels {EXAMPLES_FOLDER}/{picture.name} as {id2label[int(predicted)]!r}, the card says {label!r}"
+                )
 
 
 def check_plain_root(root: Path, expected: dict[Path, str]) -> None:
@@ -78,6 +102,8 @@ def main(folder: str) -> int:
         expected = widget_labels(root)
         step = "loading the root with pipeline('image-classification')"
         check_plain_root(root, expected)
+        step = "running the root's ONNX files with onnxruntime"
+        check_onnx(root, expected)
         step = f"loading {REMOTE_CODE_FOLDER}/ with trust_remote_code=True"
         check_remote_code(root, expected)
     except Exception as err:  # whatever breaks, the user learns which step and why, in one line

@@ -14,8 +14,10 @@ copies tensors; what differs is the input, and both differences fold into the pa
   normalised gray: sum_c luma[c] (x_c - mean) / std = (gray - mean) / std.
 
 What the export does not do is our processor's MNIST steps (inverting dark ink, cropping, scaling the
-digit to 20 pixels, centring its mass): its processor only resizes to 28x28. It expects MNIST-like
-pictures, one white digit on black, centred, about 20 pixels tall.
+digit to 20 pixels, centring its mass): its processor only resizes to 28x28. A model trained on MNIST alone
+then expects MNIST-like pictures, one white digit on black, centred, about 20 pixels tall; one trained with
+`--upload_augmentation` (recipes/root.yaml) reads drawings, typed digits and photos that way too, and is what
+push_to_hub.py --root_model puts at a repo's root.
 
     vit, vit_processor = export_to_vit(model, image_processor)
     vit.save_pretrained("export/"); vit_processor.save_pretrained("export/")  # no code, no auto_map

@@ -7,8 +7,14 @@ The repo:
     README.md                     the model card, built from the run's own files
     config.json                   a plain `ViTForImageClassification` (`model_type: vit`) taking RGB, with a
     model.safetensors             stock `ViTImageProcessor` (see export.py): the widget, Inference Providers and
-    preprocessor_config.json      Endpoints, transformers.js and ONNX exporters serve it, no remote code
-    examples/0.png ... 9.png      one test digit per class: the card's widget examples
+    preprocessor_config.json      Endpoints, transformers.js and ONNX exporters serve it, no remote code;
+                                  the run's model, or with `root_model` a second one trained to read uploads
+                                  through that processor (recipes/root.yaml)
+    onnx/model.onnx               the root as ONNX for transformers.js: fp32 and 8-bit (onnx_export.py),
+    onnx/model_quantized.onnx     checked against torch on the test digits
+    examples/0.png ... 9.png      one test digit per class: the card's widget examples; with `root_model`,
+    examples/drawing.png          also a drawing and a photo of test digits that both variants read right
+    examples/photo.jpg
     confusion_matrix.png  misclassified.png
     remote_code/                  our model, its image processor and their code (`trust_remote_code=True`):
                                   MNIST-style preprocessing of any picture of a digit
@@ -25,6 +31,7 @@ Before anything is sent, the staged folder is loaded in a fresh process that can
 streams a folder through a pipeline that may commit in several batches.
 """
 
+import io
 import json
 import os
 import shutil
@@ -44,17 +51,19 @@ import torch
 from huggingface_hub import CommitOperationAdd, EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.errors import HFValidationError, HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import validate_repo_id
-from PIL import Image
+from PIL import Image, ImageOps
 from transformers import ViTForImageClassification, ViTImageProcessorPil
 
-from . import check_hub_folder
+from . import check_hub_folder, photos
 from .check_hub_folder import EXAMPLES_FOLDER, REMOTE_CODE_FOLDER
 from .configuration_mnist_vit import MnistViTConfig
 from .data import MNIST_HUB_NAME
 from .export import export_to_vit
 from .image_processing_mnist_vit import MnistViTImageProcessor
 from .modeling_mnist_vit import MnistViTForImageClassification
-from .training import UserError, open_dataset
+from .onnx_export import OnnxAgreement, stage_onnx
+from .errors import UserError
+from .training import open_dataset
 
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 # What train.py writes beside the model. Each may be missing (the shipped checkpoint has no trainer_state.json):
@@ -63,6 +72,11 @@ RUN_RECORDS = ("train_args.json", "trainer_state.json", "eval_results.json", "te
 FIGURES = ("confusion_matrix.png", "misclassified.png")
 # Test digits searched for widget examples: enough to find a confidently classified one of each class.
 WIDGET_CANDIDATES = 1000
+# Test digits made into a drawing and a photo, for the widget examples of uploads.
+UPLOAD_CANDIDATES = 12
+PHOTO_SIDE = (800, 1200)  # pixels on the long side: a phone photo, kept small for the repo
+# What bench/bench_root.py --save measures of a root model through the stock pipeline, beside its weights.
+STOCK_PIPELINE_RESULTS = "stock_pipeline_results.json"
 WIDGET_TOP_K = 3
 LICENSE = "apache-2.0"  # the package's license (setup.cfg)
 MNIST_CITATION = """@article{lecun1998gradient,
@@ -91,14 +105,16 @@ class TrainedRun:
     trainer_state: dict | None
     eval_results: dict | None
     test_results: dict | None
+    stock_pipeline_results: dict | None  # a root model's, from bench/bench_root.py --save
     figures: list[str]
 
 
-def check_run_dir(model_dir: str | os.PathLike) -> Path:
-    """Refuse, naming why, a folder without a trained mnist-vit model and its image processor."""
+def check_run_dir(model_dir: str | os.PathLike, flag: str = "--model_dir") -> Path:
+    """Refuse, naming why (and the `flag` that named it), a folder without a trained mnist-vit model and its
+    image processor."""
     path = Path(model_dir)
     if not path.is_dir():
-        raise UserError(f"--model_dir {path} does not exist; pass a folder with a trained model, such as a train.py --output_dir.")
+        raise UserError(f"{flag} {path} does not exist; pass a folder with a trained model, such as a train.py --output_dir.")
     missing = [name for name in MODEL_FILES if not (path / name).is_file()]
     if missing:
         raise UserError(
@@ -129,6 +145,7 @@ def load_run(path: Path) -> TrainedRun:
         trainer_state=read_json("trainer_state.json"),
         eval_results=read_json("eval_results.json"),
         test_results=read_json("test_results.json"),
+        stock_pipeline_results=read_json(STOCK_PIPELINE_RESULTS),
         figures=[figure for figure in FIGURES if (path / figure).is_file()],
     )
 
@@ -146,37 +163,88 @@ def load_test_split(data_dir: str | os.PathLike | None) -> datasets.Dataset:
 
 @dataclass
 class WidgetExample:
-    label: str
-    image: Image.Image
+    file: str  # its name in examples/
+    title: str
+    content: bytes  # the picture file
     outputs: list[dict]  # the plain ViT's top classes, {"label", "score"}: what the widget shows
 
 
-def pick_widget_examples(
-    vit: ViTForImageClassification, vit_processor: ViTImageProcessorPil, test_split: datasets.Dataset
-) -> list[WidgetExample]:
-    """One test digit per class: a correctly classified one if any, with the widest lead over the runner-up.
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
-    The lead keeps the label the same under both variants' preprocessing: the remote-code processor moves
-    a few MNIST digits by a pixel when it centres their mass, which shifts their logits slightly.
-    """
+
+def top_outputs(probabilities: np.ndarray, id2label: dict) -> list[dict]:
+    top = np.argsort(-probabilities)[:WIDGET_TOP_K]
+    return [{"label": id2label[int(i)], "score": round(float(probabilities[i]), 4)} for i in top]
+
+
+@dataclass
+class Readings:
+    """What both variants make of some pictures: the root's class probabilities and its lead over the runner-up,
+    whether the remote-code model (through its own processor) gives the root's label, and whether that is right."""
+
+    probabilities: np.ndarray
+    lead: np.ndarray
+    agree: np.ndarray
+    right: np.ndarray
+
+
+def read_by_both(
+    vit: ViTForImageClassification, vit_processor: ViTImageProcessorPil, run: TrainedRun, pictures: list,
+    labels: np.ndarray,
+) -> Readings:
+    with torch.no_grad():
+        root = vit(**vit_processor(pictures, return_tensors="pt")).logits.softmax(-1).numpy()
+        remote = run.model(**run.image_processor(pictures, return_tensors="pt")).logits.argmax(-1).numpy()
+    ranked = np.sort(root, axis=1)
+    agree = root.argmax(1) == remote
+    return Readings(root, ranked[:, -1] - ranked[:, -2], agree, agree & (remote == labels))
+
+
+def pick_widget_examples(
+    vit: ViTForImageClassification, vit_processor: ViTImageProcessorPil, run: TrainedRun,
+    test_split: datasets.Dataset,
+) -> list[WidgetExample]:
+    """One test digit per class: one that both variants read right if any (else one they read alike), with the
+    root's widest lead over the runner-up (a wide lead keeps the label under both preprocessings: the remote-code
+    processor moves a few MNIST digits by a pixel when it centres their mass)."""
     candidates = test_split.select(range(min(WIDGET_CANDIDATES, len(test_split))))
     images, labels = list(candidates["image"]), np.asarray(list(candidates["label"]))
-    with torch.no_grad():
-        probabilities = vit(**vit_processor(images, return_tensors="pt")).logits.softmax(-1).numpy()
-    ranked = np.sort(probabilities, axis=1)
-    lead = ranked[:, -1] - ranked[:, -2]
-    correct = probabilities.argmax(axis=1) == labels
+    read = read_by_both(vit, vit_processor, run, images, labels)
     examples = []
     for class_id, label in vit.config.id2label.items():
         members = np.flatnonzero(labels == class_id)
         if members.size == 0:
             raise UserError(f"The first {len(candidates)} test digits hold no {label!r}, so no widget example for it.")
-        best = max(members, key=lambda index: (correct[index], lead[index]))
-        top = np.argsort(-probabilities[best])[:WIDGET_TOP_K]
-        outputs = [
-            {"label": vit.config.id2label[int(i)], "score": round(float(probabilities[best, i]), 4)} for i in top
-        ]
-        examples.append(WidgetExample(label=label, image=images[best], outputs=outputs))
+        best = max(members, key=lambda index: (read.right[index], read.agree[index], read.lead[index]))
+        outputs = top_outputs(read.probabilities[best], vit.config.id2label)
+        examples.append(WidgetExample(f"{label}.png", f"Digit {label}", png_bytes(images[best]), outputs))
+    return examples
+
+
+def pick_upload_examples(
+    vit: ViTForImageClassification, vit_processor: ViTImageProcessorPil, run: TrainedRun, test_split: datasets.Dataset
+) -> list[WidgetExample]:
+    """A black-on-white drawing and a phone photo of test digits, each the one that both the root and the
+    remote-code model read right with the root's widest lead; left out when no candidate is read right by both."""
+    rng = np.random.default_rng(0)
+    candidates = test_split.select(range(min(UPLOAD_CANDIDATES, len(test_split))))
+    digits, labels = [np.asarray(image) for image in candidates["image"]], np.asarray(list(candidates["label"]))
+    made = {
+        "drawing.png": [png_bytes(photos.drawing(digit, rng)) for digit in digits],
+        "photo.jpg": [photos.phone_photo(digit, "plain", rng, long_side=PHOTO_SIDE) for digit in digits],
+    }
+    titles = {"drawing.png": "A drawing, black on white", "photo.jpg": "A phone photo"}
+    examples = []
+    for file, contents in made.items():
+        pictures = [ImageOps.exif_transpose(Image.open(io.BytesIO(content))).convert("RGB") for content in contents]
+        read = read_by_both(vit, vit_processor, run, pictures, labels)
+        if read.right.any():
+            best = max(np.flatnonzero(read.right), key=lambda index: read.lead[index])
+            outputs = top_outputs(read.probabilities[best], vit.config.id2label)
+            examples.append(WidgetExample(file, titles[file], contents[best], outputs))
     return examples
 
 
@@ -214,8 +282,8 @@ def card_data(run: TrainedRun, repo_id: str, revision: str | None, examples: lis
         eval_results=eval_results(run.test_results),
         widget=[
             {
-                "src": repo_file_url(repo_id, revision, f"{EXAMPLES_FOLDER}/{example.label}.png"),
-                "example_title": f"Digit {example.label}",
+                "src": repo_file_url(repo_id, revision, f"{EXAMPLES_FOLDER}/{example.file}"),
+                "example_title": example.title,
                 "output": example.outputs,
             }
             for example in examples
@@ -332,18 +400,26 @@ On {total:,} digits of MNIST's test split:
 {shown}"""
 
 
-def usage_section(repo_id: str, revision: str | None) -> str:
+def usage_section(repo_id: str, revision: str | None, root_is_upload_model: bool) -> str:
     where = f'"{repo_id}"' + (f', revision="{revision}"' if revision else "")
     remote = f'{where}, subfolder="{REMOTE_CODE_FOLDER}"'
+    root = (
+        "a second model of the same architecture, trained to read uploads through that processor (see *The model "
+        "at the root*)" if root_is_upload_model else
+        "the same model; on MNIST digits both predict the same, but for the few that the remote-code processor "
+        "re-centres by a pixel"
+    )
+    pipeline_note = "drawings, typed digits, photos and MNIST digits" if root_is_upload_model else (
+        "MNIST-like pictures, see *Inputs and limits*"
+    )
     return f"""## How to use
 
-The repo holds the model twice. At the root, a plain transformers `ViTForImageClassification` with a
-standard `ViTImageProcessor`: no remote code, so the pipeline, Inference Providers and Endpoints,
-transformers.js and ONNX exporters all serve it. In `{REMOTE_CODE_FOLDER}/`, the original mnist-vit model
-with its own image processor, which prepares any picture of a digit the way MNIST was made.
-On MNIST digits both predict the same, but for the few that the remote-code processor re-centres by a pixel.
+At the root, a plain transformers `ViTForImageClassification` with a standard `ViTImageProcessor`: no remote
+code, so the pipeline, Inference Providers and Endpoints, transformers.js (`onnx/`) and ONNX tools all serve it.
+In `{REMOTE_CODE_FOLDER}/`, the mnist-vit model with its own image processor, which prepares any picture of a
+digit the way MNIST was made. The root holds {root}.
 
-With the pipeline (MNIST-like pictures, see *Inputs and limits*):
+With the pipeline ({pipeline_note}):
 
 ```python
 from transformers import pipeline
@@ -389,21 +465,71 @@ processor = MnistViTImageProcessor.from_pretrained({remote})
 """
 
 
-LIMITS_SECTION = f"""## Inputs and limits
+def limits_section(root_is_upload_model: bool) -> str:
+    root = (
+        "The root model's `ViTImageProcessor` only resizes the whole picture to 28x28 and normalises; the root "
+        "model learned to read a digit anywhere in the frame, dark or light, from 20% of its side up, but a "
+        "picture with much else in it (a page of text, several digits) is read worse. The model in "
+        f"`{REMOTE_CODE_FOLDER}/` finds, crops, scales and centres the digit first, as MNIST was made."
+        if root_is_upload_model else
+        "The root model's `ViTImageProcessor` only resizes to 28x28 and normalises: it expects MNIST-like "
+        "pictures, a white digit on a black background, centred, filling about 20 of the 28 pixels (like the "
+        "widget examples). Dark ink on light paper, off-centre or small digits are misread. The model in "
+        f"`{REMOTE_CODE_FOLDER}/` inverts, crops, scales and centres any picture first, as MNIST was made."
+    )
+    return f"""## Inputs and limits
 
 - One handwritten digit per picture, 0 to 9. The model always answers with a digit, also for pictures
   that show none.
-- The root model's `ViTImageProcessor` only resizes to 28x28 and normalises: it expects MNIST-like
-  pictures, a white digit on a black background, centred, filling about 20 of the 28 pixels (like the
-  widget examples). Dark ink on light paper, off-centre or small digits are misread. The model in
-  `{REMOTE_CODE_FOLDER}/` inverts, crops, scales and centres any picture first, as MNIST was made.
-- Accuracy is measured on MNIST's test split: handwriting from other sources, other scripts of digits,
-  and printed or scanned documents will score lower. Do not use it where a wrong digit does harm
-  without a person checking it.
+- {root}
+- Accuracy is measured on MNIST's test split and on synthetic drawings, typed digits and photos made from
+  it: handwriting from other sources, other scripts of digits, and printed or scanned documents will score
+  lower. Do not use it where a wrong digit does harm without a person checking it.
 """
 
 
-def card_text(run: TrainedRun, repo_id: str, revision: str | None) -> str:
+def stock_pipeline_table(measured: dict | None) -> str:
+    if measured is None:
+        return not_recorded(STOCK_PIPELINE_RESULTS)
+    rows = ((name, f"{result['pictures']:,}", f"{result['accuracy']:.2%}") for name, result in measured.items())
+    return (
+        'Measured by `bench/bench_root.py` through `pipeline("image-classification")` in a process that cannot '
+        f"import mnist-vit:\n\n{markdown_table(('pictures', 'count', 'accuracy'), *rows)}"
+    )
+
+
+def root_section(root: TrainedRun | None, onnx: OnnxAgreement) -> str:
+    """Which model is at the root and why, with what it measured; and its ONNX files."""
+    onnx_text = (
+        f"`onnx/model.onnx` (fp32: logits within {onnx.fp32_max_difference:.1g} of torch's) and "
+        f"`onnx/model_quantized.onnx` (8-bit: torch's top label on {onnx.quantized_agreement:.2%}), checked on "
+        f"{onnx.digits:,} MNIST test digits, are the root for transformers.js and ONNX Runtime."
+    )
+    if root is None:
+        return f"""## The model at the root
+
+The root holds this model, exported to a plain `ViTForImageClassification` (its gray input folded into an RGB
+first layer). Through the stock `ViTImageProcessor`, which does not find, invert or centre the digit, it reads
+MNIST-like pictures only. {onnx_text}
+"""
+    mnist = f"{root.test_results['test_accuracy']:.2%}" if root.test_results else "not recorded"
+    return f"""## The model at the root
+
+Everything that serves this repo without remote code (the widget, Inference Providers and Endpoints,
+transformers.js, ONNX tools) uses the root, and the root's stock `ViTImageProcessor` only resizes the whole
+picture to 28x28: no invert, crop or centring. A model trained on MNIST alone gets drawings, typed digits and
+photos read that way about as often right as chance. So the root holds a second model of the same architecture
+(`{root.path.name}`), trained on MNIST digits made to look like uploads after that processor: either ink
+polarity, the digit 20-100% of the frame anywhere in it, paper tint, light gradients, ruled lines, blur and
+noise. Its MNIST test accuracy (through the mnist-vit processor): {mnist}.
+
+{stock_pipeline_table(root.stock_pipeline_results)}
+
+{onnx_text}
+"""
+
+
+def card_text(run: TrainedRun, root: TrainedRun | None, onnx: OnnxAgreement, repo_id: str, revision: str | None) -> str:
     parameters = run.model.num_parameters()
     accuracy = (
         f"{run.test_results['test_accuracy']:.2%} accuracy on MNIST's test split" if run.test_results
@@ -418,8 +544,9 @@ with {parameters:,} parameters.
 {architecture_section(run.model.config, parameters)}
 {training_section(run.train_args, run.trainer_state)}
 {results_section(run.test_results, run.eval_results, run.figures)}
-{usage_section(repo_id, revision)}
-{LIMITS_SECTION}
+{root_section(root, onnx)}
+{usage_section(repo_id, revision, root is not None)}
+{limits_section(root is not None)}
 ## Citation
 
 MNIST:
@@ -431,10 +558,12 @@ MNIST:
 
 
 def build_model_card(
-    run: TrainedRun, repo_id: str, revision: str | None, examples: list[WidgetExample]
+    run: TrainedRun, root: TrainedRun | None, onnx: OnnxAgreement, repo_id: str, revision: str | None,
+    examples: list[WidgetExample],
 ) -> ModelCard:
+    """The card of `run`, published with `root` at the repo's root (None: `run` itself is there)."""
     data = card_data(run, repo_id, revision, examples)
-    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{card_text(run, repo_id, revision)}")
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{card_text(run, root, onnx, repo_id, revision)}")
 
 
 # --- staging and checking -----------------------------------------------------------------------------
@@ -455,19 +584,26 @@ def stage_remote_code(run: TrainedRun, folder: Path) -> None:
         name_code_with_folder(folder / config_file, folder.name)
 
 
-def stage(run: TrainedRun, repo_id: str, revision: str | None, test_split: datasets.Dataset, folder: Path) -> None:
-    """Write the repo's files, and nothing else, to `folder`."""
-    vit, vit_processor = export_to_vit(run.model, run.image_processor)
+def stage(
+    run: TrainedRun, root: TrainedRun | None, repo_id: str, revision: str | None, test_split: datasets.Dataset,
+    folder: Path,
+) -> None:
+    """Write the repo's files, and nothing else, to `folder`: `root` (None: `run`) exported at the root with its
+    ONNX files, `run` in remote_code/."""
+    vit, vit_processor = export_to_vit((root or run).model, (root or run).image_processor)
     vit.save_pretrained(folder)
     vit_processor.save_pretrained(folder)
+    onnx = stage_onnx(folder, list(test_split["image"]))
     stage_remote_code(run, folder / REMOTE_CODE_FOLDER)
-    examples = pick_widget_examples(vit, vit_processor, test_split)
+    examples = pick_widget_examples(vit, vit_processor, run, test_split)
+    if root is not None:  # a root trained for uploads shows them too
+        examples += pick_upload_examples(vit, vit_processor, run, test_split)
     (folder / EXAMPLES_FOLDER).mkdir()
     for example in examples:
-        example.image.save(folder / EXAMPLES_FOLDER / f"{example.label}.png")
+        (folder / EXAMPLES_FOLDER / example.file).write_bytes(example.content)
     for figure in run.figures:
         shutil.copyfile(run.path / figure, folder / figure)
-    build_model_card(run, repo_id, revision, examples).save(folder / "README.md")
+    build_model_card(run, root, onnx, repo_id, revision, examples).save(folder / "README.md")
 
 
 def validate_staged_folder(folder: Path) -> None:
@@ -601,14 +737,18 @@ def publish(
     commit_message: str | None = None,
     dry_run: bool = False,
     staging_dir: str | os.PathLike | None = None,
+    root_model: str | os.PathLike | None = None,
 ) -> str | None:
     """Build the repo of the run in `model_dir`, check it, and (unless `dry_run`) upload it to `repo_id`.
 
     Returns the URL of the published revision (or pull request); None for a dry run. `data_dir` holds
-    MNIST's IDX files, for the widget examples; without it they come from the Hub's `ylecun/mnist`.
+    MNIST's IDX files, for the widget examples and the ONNX check; without it they come from the Hub's
+    `ylecun/mnist`. `root_model` is a second trained mnist-vit folder to put at the root instead of the run's
+    model (one trained to read uploads through the stock processor, recipes/root.yaml).
     """
     check_repo_id(repo_id)
     path = check_run_dir(model_dir)
+    root_path = check_run_dir(root_model, "--root_model") if root_model is not None else None
     api = None
     if not dry_run:
         token = token or get_token()
@@ -617,9 +757,10 @@ def publish(
         api = HfApi(token=token)
         check_write_access(api, repo_id)
     run = load_run(path)
+    root = load_run(root_path) if root_path is not None else None
     test_split = load_test_split(data_dir)
     with staging_folder(staging_dir) as folder:
-        stage(run, repo_id, revision, test_split, folder)
+        stage(run, root, repo_id, revision, test_split, folder)
         validate_staged_folder(folder)
         if dry_run:
             return None

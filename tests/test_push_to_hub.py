@@ -15,14 +15,16 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
+import torch
 from huggingface_hub import HfApi, ModelCard
 from PIL import Image
 
 from app_harness import free_port
 from conftest import REPO_ROOT
 from hub_server import Account, FakeHub, Repo
-from mnist_vit import MnistViTForImageClassification
+from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
 from mnist_vit.data import read_idx
+from mnist_vit.export import load_vit_export
 from mnist_vit.hub import MODEL_FILES, check_write_access, upload, validate_staged_folder
 from mnist_vit.training import UserError
 
@@ -35,7 +37,12 @@ EXPECTED_FILES = {
     "confusion_matrix.png", "misclassified.png",
     *(f"examples/{digit}.png" for digit in range(10)),
     *(f"remote_code/{name}" for name in REMOTE_CODE_FILES),
+    "onnx/model.onnx", "onnx/model_quantized.onnx",
 }
+UPLOAD_EXAMPLES = {"examples/drawing.png", "examples/photo.jpg"}
+# The model trained to read uploads through the stock processor. A one-epoch run cannot be the root: its 8-bit
+# ONNX file gives torch's label to too few test digits (about 98%), so publishing refuses it.
+ROOT_MODEL = REPO_ROOT / "checkpoints" / "mnist-vit-root"
 ALICE = {"hf_alice": Account("alice", orgs=["acme"])}
 
 
@@ -67,12 +74,14 @@ def api_calls(hub: FakeHub) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def staged_repo(trained_run, mnist_dir, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
-    """The folder a `--dry_run --staging_dir` run builds and checks."""
+def staged_repo(shipped_model, mnist_dir, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The folder a `--dry_run --staging_dir` run builds and checks: the shipped model in remote_code/, the model
+    trained for uploads at the root. (The quick run cannot be published: its 8-bit ONNX file gives torch's label
+    to too few test digits, and it reads no 3 as the root does, so no widget example of a 3 reads alike.)"""
     home, folder = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("staged") / "repo"
     result = run_push(
-        "--model_dir", str(trained_run), "--repo_id", "alice/mnist-vit", "--data_dir", str(mnist_dir),
-        "--dry_run", "--staging_dir", str(folder), home=home,
+        "--model_dir", str(shipped_model), "--root_model", str(ROOT_MODEL), "--repo_id", "alice/mnist-vit",
+        "--data_dir", str(mnist_dir), "--dry_run", "--staging_dir", str(folder), home=home,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, result
@@ -81,10 +90,11 @@ def staged_repo(trained_run, mnist_dir, tmp_path_factory) -> tuple[Path, subproc
 # --- the dry run's folder and its card ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_dry_run_builds_and_checks_exactly_the_repo_files(staged_repo):
     folder, result = staged_repo
     assert "nothing was uploaded" in result.stdout
-    assert files_in(folder) == EXPECTED_FILES
+    assert files_in(folder) == EXPECTED_FILES | UPLOAD_EXAMPLES
     # no optimizer states, checkpoints, pickles or tokens
     assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl")) or "checkpoint" in name for name in files_in(folder))
     root_config = json.loads((folder / "config.json").read_text())
@@ -94,6 +104,7 @@ def test_dry_run_builds_and_checks_exactly_the_repo_files(staged_repo):
         assert auto_map and all(reference.startswith("remote_code/") for reference in auto_map.values())
 
 
+@pytest.mark.slow
 def test_widget_examples_are_test_digits_of_their_class(staged_repo, mnist_dir):
     folder, _ = staged_repo
     images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
@@ -103,7 +114,8 @@ def test_widget_examples_are_test_digits_of_their_class(staged_repo, mnist_dir):
         assert any(np.array_equal(example, image) for image in images[labels == digit])
 
 
-def test_card_metadata_comes_from_the_run(staged_repo, trained_run):
+@pytest.mark.slow
+def test_card_metadata_comes_from_the_run(staged_repo, shipped_model):
     folder, _ = staged_repo
     card = ModelCard.load(folder / "README.md")
     data = card.data.to_dict()
@@ -112,7 +124,7 @@ def test_card_metadata_comes_from_the_run(staged_repo, trained_run):
     assert data["datasets"] == ["ylecun/mnist"] and data["metrics"] == ["accuracy", "f1"]
     assert {"vision", "vit", "mnist"} <= set(data["tags"])
 
-    test_results = json.loads((trained_run / "test_results.json").read_text())
+    test_results = json.loads((shipped_model / "test_results.json").read_text())
     metrics = {result.metric_type: result for result in card.data.eval_results}
     assert metrics["accuracy"].metric_value == pytest.approx(test_results["test_accuracy"], abs=1e-4)
     assert metrics["f1"].metric_value == pytest.approx(test_results["test_f1_macro"], abs=1e-4)
@@ -120,21 +132,23 @@ def test_card_metadata_comes_from_the_run(staged_repo, trained_run):
 
     widget = data["widget"]
     assert [entry["src"] for entry in widget] == [
-        f"https://huggingface.co/alice/mnist-vit/resolve/main/examples/{digit}.png" for digit in range(10)
+        f"https://huggingface.co/alice/mnist-vit/resolve/main/examples/{name}"
+        for name in [*(f"{digit}.png" for digit in range(10)), "drawing.png", "photo.jpg"]
     ]
     for entry in widget:
         scores = [output["score"] for output in entry["output"]]
         assert len(scores) == 3 and scores == sorted(scores, reverse=True)
 
 
-def test_card_text_tells_the_model_its_results_and_use(staged_repo, trained_run):
+@pytest.mark.slow
+def test_card_text_tells_the_model_its_results_and_use(staged_repo, shipped_model):
     folder, _ = staged_repo
     text = ModelCard.load(folder / "README.md").text
     headings = ("Architecture", "Training", "Results", "How to use", "Inputs and limits", "Citation")
     assert all(f"\n## {heading}\n" in text for heading in headings)
-    num_parameters = MnistViTForImageClassification.from_pretrained(trained_run).num_parameters()
+    num_parameters = MnistViTForImageClassification.from_pretrained(shipped_model).num_parameters()
     assert f"| parameters | {num_parameters:,} |" in text
-    test_results = json.loads((trained_run / "test_results.json").read_text())
+    test_results = json.loads((shipped_model / "test_results.json").read_text())
     for digit, scores in test_results["test_per_class"].items():
         row = f"| {digit} | {scores['precision']:.4f} | {scores['recall']:.4f} | {scores['f1']:.4f} | {scores['support']} |"
         assert row in text
@@ -142,10 +156,10 @@ def test_card_text_tells_the_model_its_results_and_use(staged_repo, trained_run)
     assert 'pipeline("image-classification", model="alice/mnist-vit")' in text
     assert 'subfolder="remote_code", trust_remote_code=True' in text
     assert "from mnist_vit import" in text
-    assert "white digit on a black background" in text
     assert "Gradient-based learning applied to document recognition" in text
 
 
+@pytest.mark.slow
 def test_card_round_trips_through_model_card(staged_repo):
     folder, _ = staged_repo
     content = (folder / "README.md").read_text()
@@ -158,6 +172,7 @@ def test_card_round_trips_through_model_card(staged_repo):
 # --- the check before upload ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_check_refuses_remote_code_that_does_not_load_from_its_subfolder(staged_repo, tmp_path, monkeypatch):
     """transformers fetches remote code from the repo root: an auto_map without the folder cannot load."""
     monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))  # the check's process caches remote code there
@@ -189,18 +204,19 @@ print(json.dumps([root(picture, top_k=1)[0]["label"], remote(picture, top_k=1)[0
 """
 
 
-def test_publish_sends_one_commit_that_loads_from_the_hub(staged_repo, trained_run, mnist_dir, tmp_path):
+@pytest.mark.slow
+def test_publish_sends_one_commit_that_loads_from_the_hub(staged_repo, shipped_model, mnist_dir, tmp_path):
     with FakeHub(ALICE) as hub:
         result = run_push(
-            "--model_dir", str(trained_run), "--repo_id", "alice/mnist-vit", "--data_dir", str(mnist_dir),
-            home=tmp_path, HF_ENDPOINT=hub.url, HF_TOKEN="hf_alice",
+            "--model_dir", str(shipped_model), "--root_model", str(ROOT_MODEL), "--repo_id", "alice/mnist-vit",
+            "--data_dir", str(mnist_dir), home=tmp_path, HF_ENDPOINT=hub.url, HF_TOKEN="hf_alice",
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"{hub.url}/alice/mnist-vit" in result.stdout
         assert len(hub.commits) == 1
         commit = hub.commits[0]
         assert (commit.repo_id, commit.revision, commit.create_pr) == ("alice/mnist-vit", "main", False)
-        assert set(commit.files) == EXPECTED_FILES
+        assert set(commit.files) == EXPECTED_FILES | UPLOAD_EXAMPLES
         assert commit.summary.startswith("Upload mnist-vit")
         assert not hub.repos["alice/mnist-vit"].private
         # the card points the widget at the examples of the repo it was published to
@@ -219,6 +235,7 @@ def test_publish_sends_one_commit_that_loads_from_the_hub(staged_repo, trained_r
     assert remote_module.startswith("transformers_modules.")
 
 
+@pytest.mark.slow
 def test_upload_honours_revision_pull_request_and_private(staged_repo):
     folder, _ = staged_repo
     with FakeHub(ALICE) as hub:
@@ -229,17 +246,18 @@ def test_upload_honours_revision_pull_request_and_private(staged_repo):
         assert url == f"{hub.url}/acme/mnist-vit/discussions/1"
         (commit,) = hub.commits
         assert (commit.revision, commit.create_pr, commit.summary) == ("v2", True, "v2")
-        assert set(commit.files) == EXPECTED_FILES
-        assert repo.files("v2") == {} and set(repo.files("refs/pr/1")) == EXPECTED_FILES  # a PR leaves v2 as it was
+        assert set(commit.files) == EXPECTED_FILES | UPLOAD_EXAMPLES
+        assert repo.files("v2") == {} and set(repo.files("refs/pr/1")) == EXPECTED_FILES | UPLOAD_EXAMPLES  # a PR leaves v2 as it was
 
         url = upload(api, folder, "acme/mnist-vit", private=False, revision="v2", create_pr=False, commit_message="v2")
         assert url == f"{hub.url}/acme/mnist-vit/tree/v2"
-        assert set(repo.files("v2")) == EXPECTED_FILES and repo.files("main") == {}
+        assert set(repo.files("v2")) == EXPECTED_FILES | UPLOAD_EXAMPLES and repo.files("main") == {}
 
 
 # --- refusals ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_wrong_token_is_refused_before_anything_is_built(trained_run, tmp_path):
     with FakeHub(ALICE) as hub:
         result = run_push(
@@ -250,11 +268,13 @@ def test_a_wrong_token_is_refused_before_anything_is_built(trained_run, tmp_path
     assert api_calls(hub) == [("GET", "/api/whoami-v2")]
 
 
+@pytest.mark.slow
 def test_no_login_is_refused(trained_run, tmp_path):
     result = run_push("--model_dir", str(trained_run), "--repo_id", "alice/mnist-vit", home=tmp_path)
     assert_refused(result, "not logged in", "hf auth login", "--token")
 
 
+@pytest.mark.slow
 def test_a_repo_the_token_cannot_see_gives_404(staged_repo):
     """A private repo of alice's organisation that her account has no access to: the Hub says 404."""
     with FakeHub(ALICE, repos={"acme/secret": Repo(private=True, members={"carol"})}) as hub:
@@ -290,6 +310,7 @@ def load_entry_point():
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("missing", MODEL_FILES)
 def test_a_folder_without_a_model_is_refused_naming_what_is_missing(trained_run, tmp_path, capsys, missing):
     partial = tmp_path / "run"
@@ -300,6 +321,7 @@ def test_a_folder_without_a_model_is_refused_naming_what_is_missing(trained_run,
     assert error.startswith(f"error: {partial} is not a trained mnist-vit model: it lacks {missing}.")
 
 
+@pytest.mark.slow
 def test_a_model_that_never_trained_is_refused(trained_run, tmp_path, capsys):
     untrained = tmp_path / "run"
     shutil.copytree(trained_run, untrained, ignore=shutil.ignore_patterns("checkpoint-*"))
@@ -311,6 +333,7 @@ def test_a_model_that_never_trained_is_refused(trained_run, tmp_path, capsys):
     assert "says the model never trained (0 optimizer steps)" in error
 
 
+@pytest.mark.slow
 def test_the_shipped_checkpoint_publishes_and_its_card_says_what_it_lacks(shipped_model, mnist_dir, tmp_path):
     folder = tmp_path / "repo"
     result = run_push(
@@ -323,8 +346,11 @@ def test_the_shipped_checkpoint_publishes_and_its_card_says_what_it_lacks(shippe
     test_results = json.loads((shipped_model / "test_results.json").read_text())
     assert f"{test_results['test_accuracy']:.2%} accuracy on MNIST's test split" in card.text
     assert "optimizer steps not recorded: no `trainer_state.json`" in card.text
+    # without --root_model the root is the same model, which reads MNIST-like pictures only, and says so
+    assert "The root holds this model" in card.text and "white digit on a black background" in card.text
 
 
+@pytest.mark.slow
 def test_a_bare_model_folder_publishes_with_a_card_that_says_what_it_cannot_know(shipped_model, mnist_dir, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -343,3 +369,79 @@ def test_a_bare_model_folder_publishes_with_a_card_that_says_what_it_cannot_know
     assert "Not recorded: the published folder had no `train_args.json`" in card.text
     assert "Not recorded: the published folder had no `test_results.json`" in card.text
     assert "confusion_matrix.png" not in card.text
+
+
+# --- a second model at the root (--root_model) -----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_root_model_is_at_the_root_and_the_run_in_remote_code(staged_repo, shipped_model):
+    root_staged = staged_repo[0]
+    at_root = load_vit_export(root_staged).classifier.weight
+    assert torch.equal(at_root, MnistViTForImageClassification.from_pretrained(ROOT_MODEL).classifier.weight)
+    in_remote_code = MnistViTForImageClassification.from_pretrained(root_staged / "remote_code").classifier.weight
+    assert torch.equal(in_remote_code, MnistViTForImageClassification.from_pretrained(shipped_model).classifier.weight)
+    assert not torch.equal(at_root, in_remote_code)
+    # transformers.js reads one mean and std per channel
+    processor = json.loads((root_staged / "preprocessor_config.json").read_text())
+    assert len(processor["image_mean"]) == 3 and len(processor["image_std"]) == 3
+
+
+@pytest.mark.slow
+def test_the_card_shows_a_drawing_and_a_photo_and_says_which_model_is_at_the_root(staged_repo):
+    root_staged = staged_repo[0]
+    card = ModelCard.load(root_staged / "README.md")
+    widget = {entry["src"].rsplit("/", 1)[1]: entry for entry in card.data.to_dict()["widget"]}
+    assert set(widget) == {f"{digit}.png" for digit in range(10)} | {"drawing.png", "photo.jpg"}
+    assert all(len(entry["output"]) == 3 for entry in widget.values())
+    drawing = np.asarray(Image.open(root_staged / "examples" / "drawing.png").convert("L"))
+    assert np.median(drawing) > 200 and drawing.min() < 60  # black ink on white
+    with Image.open(root_staged / "examples" / "photo.jpg") as photo:
+        assert photo.format == "JPEG" and max(photo.size) >= 800
+
+    text = card.text
+    assert "\n## The model at the root\n" in text and "(`mnist-vit-root`)" in text
+    measured = json.loads((ROOT_MODEL / "stock_pipeline_results.json").read_text())
+    for name, result in measured.items():
+        assert f"| {name} | {result['pictures']:,} | {result['accuracy']:.2%} |" in text
+    assert "`onnx/model_quantized.onnx` (8-bit" in text
+    assert "white digit on a black background" not in text  # the root reads more than MNIST-like pictures
+
+
+@pytest.mark.slow
+def test_the_check_runs_the_onnx_files(staged_repo, staged, tmp_path, monkeypatch):
+    """The shipped model's ONNX files beside the root model's weights: they misread the drawing or the photo."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    folder = shutil.copytree(staged_repo[0], tmp_path / "repo")
+    shutil.rmtree(folder / "onnx")
+    shutil.copytree(staged / "onnx", folder / "onnx")
+    with pytest.raises(UserError, match=r"running the root's ONNX files with onnxruntime failed: onnx/model.onnx labels"):
+        validate_staged_folder(folder)
+
+
+@pytest.mark.slow
+def test_a_root_model_whose_onnx_disagrees_is_refused_and_nothing_is_uploaded(shipped_model, mnist_dir, tmp_path):
+    """Logits 10,000 times larger: float32 rounding in the ONNX graph then moves them by far more than 1e-4."""
+    overconfident = MnistViTForImageClassification.from_pretrained(ROOT_MODEL)
+    with torch.no_grad():
+        overconfident.classifier.weight.mul_(1e4)
+        overconfident.classifier.bias.mul_(1e4)
+    overconfident.save_pretrained(tmp_path / "root")
+    MnistViTImageProcessor.from_pretrained(ROOT_MODEL).save_pretrained(tmp_path / "root")
+    with FakeHub(ALICE) as hub:
+        result = run_push(
+            "--model_dir", str(shipped_model), "--root_model", str(tmp_path / "root"), "--repo_id", "alice/mnist-vit",
+            "--data_dir", str(mnist_dir), home=tmp_path, HF_ENDPOINT=hub.url, HF_TOKEN="hf_alice",
+        )
+    assert_refused(result, "disagrees with torch, so it was not written", "differ from torch's by up to")
+    assert hub.commits == [] and "alice/mnist-vit" not in hub.repos
+
+
+def test_a_missing_root_model_is_refused_naming_the_flag(shipped_model, tmp_path, capsys):
+    status = load_entry_point().main([
+        "--model_dir", str(shipped_model), "--root_model", str(tmp_path / "nowhere"), "--repo_id", "alice/mnist-vit",
+        "--dry_run",
+    ])
+    error = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in error
+    assert error.startswith(f"error: --root_model {tmp_path / 'nowhere'} does not exist")
