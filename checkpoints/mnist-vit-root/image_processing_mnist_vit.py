@@ -245,20 +245,24 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
     as it was, its ink at full strength.
     """
     ink = ink_against_paper(gray)
-    digit, lines = digit_and_lines(ink)
+    noise = noise_level(ink)
+    digit, lines = digit_and_lines(ink, noise)
     if digit is None:
         return np.zeros_like(gray)
     near_digit = dilate(digit, max(3, odd(0.05 * digit_size(digit)))) & ~dilate(lines, 3)
-    ink = np.clip(ink - noise_level(ink), 0, None) * near_digit
+    ink = np.clip(ink - noise, 0, None) * near_digit
     return ink * (255 / ink.max()) if ink.max() > 0 else ink
 
 
-def digit_and_lines(ink: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """The digit's mask (None: no plausible digit) and the ruling lines' mask, from the ink."""
-    strokes = ink > ink_threshold(ink)
+def digit_and_lines(ink: np.ndarray, noise: float) -> tuple[np.ndarray | None, np.ndarray]:
+    """The digit's mask (None: no plausible digit) and the ruling lines' mask, from the ink and its noise level.
+
+    Strokes are above the noise and at least a quarter as strong as the strongest ink.
+    """
+    strokes = ink > max(noise, 0.25 * float(np.percentile(ink, 99.9)), 1.0)
     if max(ink.shape) <= THUMBNAIL_SIZE:  # MNIST's 28x28, an icon: all digit, no desk, ruling or specks
         return (strokes if strokes.any() else None), np.zeros_like(strokes)
-    lines = straight_lines(ink > noise_level(ink))  # faint ruling is whole just above the noise
+    lines = straight_lines(ink > noise)  # faint ruling is whole just above the noise
     return main_mark(strokes & ~lines), lines
 
 
@@ -312,11 +316,6 @@ def noise_level(ink: np.ndarray) -> float:
     sample = ink[::2, ::2]  # a quarter of the pixels tells the noise as well
     median = np.median(sample)
     return float(median + 5 * 1.4826 * np.median(np.abs(sample - median)))
-
-
-def ink_threshold(ink: np.ndarray) -> float:
-    """Ink is above the noise and at least a quarter as strong as the strongest strokes."""
-    return max(noise_level(ink), 0.25 * float(np.percentile(ink, 99.9)), 1.0)
 
 
 def straight_lines(strokes: np.ndarray, max_tilt: int = 20) -> np.ndarray:
