@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import MNIST_DIR
+from conftest import MNIST_DIR, REPO_ROOT
 import mnist_vit
 from mnist_vit import MnistViTConfig, MnistViTForImageClassification, MnistViTImageProcessor
 from mnist_vit.data import read_idx
@@ -17,6 +17,10 @@ ARCHITECTURE = ["image_size", "patch_size", "num_channels", "hidden_size", "num_
                 "num_attention_heads", "intermediate_size"]
 
 
+CHECKPOINTS = [REPO_ROOT / "checkpoints" / "mnist-vit", REPO_ROOT / "checkpoints" / "mnist-vit-root"]
+
+
+@pytest.mark.parametrize("shipped_model", CHECKPOINTS, ids=lambda path: path.name)
 def test_shipped_checkpoint_is_the_original_model_and_under_4_mb(shipped_model):
     config = MnistViTConfig.from_pretrained(shipped_model)
     default = MnistViTConfig()
@@ -25,6 +29,7 @@ def test_shipped_checkpoint_is_the_original_model_and_under_4_mb(shipped_model):
     assert size <= 4 * 1024 * 1024, f"{size} bytes"
 
 
+@pytest.mark.parametrize("shipped_model", CHECKPOINTS, ids=lambda path: path.name)
 def test_shipped_checkpoint_carries_the_packages_code(shipped_model):
     """The code a Hub repo runs with trust_remote_code is the package's own, byte for byte."""
     package = Path(mnist_vit.__file__).parent
