@@ -6,11 +6,19 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 from transformers import AutoImageProcessor, pipeline
+from transformers.image_utils import PILImageResampling
 
 from conftest import ink_on_transparency
 from mnist_vit import MnistViTConfig, MnistViTForImageClassification
 from mnist_vit.data import read_idx
-from mnist_vit.image_processing_mnist_vit import MnistViTImageProcessor
+from mnist_vit.image_processing_mnist_vit import (
+    MnistViTImageProcessor,
+    crop_to_ink,
+    find_digit,
+    in_mnist_form,
+    place_on_canvas,
+    resize_longer_side,
+)
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -93,6 +101,26 @@ def test_mnist_digits_pass_through_unchanged(processor, mnist_dir):
     back = out[:, 0].numpy() * STD + MEAN
     correlations = np.array([correlation(result, digit) for digit, result in zip(images, back)])
     assert (correlations < 0.999).sum() <= 2 and correlations.min() > 0.9
+
+
+def test_a_digit_in_mnist_form_is_what_every_step_would_make_of_it(mnist_dir):
+    """The shortcut for pictures already in MNIST's form gives what finding, cropping, resizing and centring give."""
+    images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")[:300].astype(np.float32)
+    in_form = [digit for digit in images if in_mnist_form(digit, 28, 28, 20)]
+    assert len(in_form) >= 295
+    for digit in in_form:
+        steps = resize_longer_side(crop_to_ink(find_digit(digit)), 20, PILImageResampling.LANCZOS)
+        assert correlation(place_on_canvas(steps, 28, 28, by_center_of_mass=True), digit) > 0.99
+    digit = in_form[0]
+    not_in_form = {
+        "black on white": 255 - digit,
+        "moved 3 pixels": np.roll(digit, 3, axis=1),
+        "smaller": np.pad(digit, 10)[::2, ::2],
+        "another size": np.pad(digit, 2),
+        "noisy ground": digit + 1,
+    }
+    for name, picture in not_in_form.items():
+        assert not in_mnist_form(picture, 28, 28, 20), name
 
 
 @pytest.mark.parametrize("name", UPLOADS)
