@@ -446,8 +446,10 @@ def random_affine(
     shear_x = torch.stack([one, torch.tan(shear_angle), zero, one], dim=1).view(batch, 2, 2)
     stretch = torch.diag_embed(torch.stack([zoom * mirror, zoom], dim=1))
     forward = rotate @ shear_x @ stretch  # (B, 2, 2): where each input point goes
-    # affine_grid asks the opposite question: for each output pixel, where to read the input.
-    inverse = torch.linalg.inv(forward)
+    # affine_grid asks the opposite question: for each output pixel, where to read the input. The 2x2 inverse
+    # in closed form: torch.linalg.inv would make a GPU wait for the CPU at every batch, to check for errors.
+    a, b, c, d = forward.reshape(batch, 4).unbind(1)
+    inverse = torch.stack([d, -b, -c, a], dim=1).view(batch, 2, 2) / (a * d - b * c).view(batch, 1, 1)
     theta = torch.cat([inverse, -inverse @ shift.unsqueeze(2)], dim=2).to(pixel_values.dtype)  # (B, 2, 3)
     grid = F.affine_grid(theta, list(pixel_values.shape), align_corners=False)
     # grid_sample pads with zeros: sample the difference to `fill` so the padding becomes `fill`.
