@@ -16,6 +16,8 @@ import sys
 if __name__ == "__main__" and not {"-h", "--help"} & set(sys.argv):
     print("train.py: loading PyTorch and Transformers...", flush=True)  # the imports take seconds
 
+import json  # noqa: E402
+
 import yaml  # noqa: E402
 from transformers import HfArgumentParser  # noqa: E402
 
@@ -34,6 +36,8 @@ def recipe_flags(path: str) -> list[str]:
         raise UserError(f"The recipe {path} must map flag names to values, e.g. `learning_rate: 0.001`.")
     flags = []
     for key, value in recipe.items():
+        if isinstance(value, dict):  # a dict flag (--accelerator_config) takes JSON on the command line
+            value = json.dumps(value)
         flags += [f"--{key}", *map(str, value if isinstance(value, list) else [value])]
     return flags
 

@@ -201,6 +201,8 @@ def test_recipes_parse_and_flags_after_them_win():
     assert model_args.patch_size == 4 and model_args.num_hidden_layers == 8
     assert training_args.num_train_epochs == 1 and training_args.lr_scheduler_type == "cosine"
     assert data_args.rotation == 10 and data_args.hflip is False
+    _, _, fast = train.parse_arguments([str(REPO_ROOT / "recipes" / "fast.yaml"), "--output_dir", "unused", "--use_cpu", "true"])
+    assert fast.accelerator_config.non_blocking is True  # a mapping in a recipe reaches its dict flag
 
 
 # --- bad input: one sentence, exit status 2, nothing lost ---------------------------------------
