@@ -103,13 +103,37 @@ def test_accuracy(model: torch.nn.Module, test: dict[str, torch.Tensor], device:
     return correct / len(test["labels"])
 
 
-def trainer_with(callback: TrainerCallback) -> type:
-    """`training.AugmentingTrainer` with `callback` added, to stand in for it while `training.run` runs."""
+class StepProfile(TrainerCallback):
+    """torch.profiler over training steps `first` to `first + count` (compiled and warm by then): the operations
+    by their own CPU time, and how often the CPU waited for the GPU, written to `path`."""
+
+    def __init__(self, path: str, first: int = 40, count: int = 30):
+        self.path, self.first, self.last = path, first, first + count
+        self.profiler = torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU]
+            + ([torch.profiler.ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+        )
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == self.first:
+            self.profiler.start()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.last:
+            self.profiler.stop()
+            table = self.profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=40, max_name_column_width=70)
+            steps = self.last - self.first
+            Path(self.path).write_text(f"{steps} training steps (from step {self.first})\n{table}\n")
+
+
+def trainer_with(*callbacks: TrainerCallback) -> type:
+    """`training.AugmentingTrainer` with `callbacks` added, to stand in for it while `training.run` runs."""
 
     class BenchmarkTrainer(training.AugmentingTrainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.add_callback(callback)
+            for callback in callbacks:
+                self.add_callback(callback)
 
     return BenchmarkTrainer
 
@@ -121,6 +145,7 @@ def main() -> None:
     parser.add_argument("--budget_s", type=float, required=True, help="stop after the epoch that passes this")
     parser.add_argument("--target_accuracy", type=float, default=0.99)
     parser.add_argument("--stop_at_target", action="store_true")
+    parser.add_argument("--profile", help="write a torch.profiler table of 30 training steps to this file")
     parser.add_argument("train_py_arguments", nargs=argparse.REMAINDER, help="after --: train.py's arguments")
     args = parser.parse_args()
     train_argv = args.train_py_arguments[1:] if args.train_py_arguments[:1] == ["--"] else args.train_py_arguments
@@ -128,7 +153,8 @@ def main() -> None:
     try:
         model_args, data_args, training_args = train.parse_arguments(train_argv)
         clock = EpochClock(data_args, args.target_accuracy, args.budget_s, args.stop_at_target)
-        with mock.patch.object(training, "AugmentingTrainer", trainer_with(clock)):
+        callbacks = [clock] + ([StepProfile(args.profile)] if args.profile else [])
+        with mock.patch.object(training, "AugmentingTrainer", trainer_with(*callbacks)):
             results = training.run(model_args, data_args, training_args)
     except training.UserError as err:
         sys.exit(f"error: {err}")
