@@ -30,9 +30,9 @@ import datasets
 import numpy as np
 import torch
 import torch.nn.functional as F
-from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
 from PIL import Image
 
+from .inference import IMAGE_SUFFIXES
 from .upload_augmentation import as_uploads
 
 MNIST_MEAN = 0.1307
@@ -252,7 +252,7 @@ def _load_local(data_dir: Path, cache_dir: str | os.PathLike | None) -> datasets
     names = [name for pair in IDX_FILES.values() for name in pair]
     if any(_find_idx_file(data_dir, name) for name in names):
         return load_idx_dataset(data_dir, cache_dir)
-    if any(path.suffix.lower() in ImageFolder.EXTENSIONS for path in data_dir.rglob("*")):  # what `imagefolder` reads
+    if any(path.suffix.lower() in IMAGE_SUFFIXES for path in data_dir.rglob("*")):
         return datasets.load_dataset("imagefolder", data_dir=str(data_dir), cache_dir=cache_dir)
     raise ValueError(
         f"{data_dir} holds neither MNIST IDX files ({EXPECTED_IDX_FILES}) nor an image folder "

@@ -29,8 +29,10 @@ from .errors import UserError
 
 # The model predict.py and app.py read by default: the repo's checkpoint (a Space carries the same layout).
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "mnist-vit"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
-IMAGE_FORMATS = "PNG, JPEG, WebP, BMP or GIF"
+# The file suffixes of every format Pillow opens: the pictures predict.py reads in a folder, and what makes a
+# --data_dir an image folder for train.py (the `imagefolder` loader's own list is drawn from Pillow's too).
+IMAGE_SUFFIXES = frozenset(suffix for suffix, format in Image.registered_extensions().items() if format in Image.OPEN)
+IMAGE_FORMATS = "PNG, JPEG, WebP, BMP, GIF, TIFF or another format Pillow reads"
 # Large pictures are decoded reduced: a JPEG at the smallest scale whose longer side is at least DRAFT_SIDE,
 # any picture then to a longer side of at most MAX_SIDE. A digit stays far larger than the 28x28 it becomes.
 DRAFT_SIDE = 1024

@@ -99,7 +99,7 @@ def test_folder_with_bad_files_reports_them_and_reads_the_rest(uploads):
     assert [line["file"] for line in lines] == [str(path) for path in expected_order]
     errors = {Path(line["file"]).name: line["error"] for line in lines if "error" in line}
     assert errors == {
-        "03b-not-a-picture.png": "This is not a picture that can be read (PNG, JPEG, WebP, BMP or GIF expected).",
+        "03b-not-a-picture.png": "This is not a picture that can be read (PNG, JPEG, WebP, BMP, GIF, TIFF or another format Pillow reads expected).",
         "05b-empty.png": "The file is empty.",
         "missing.png": "No such file.",
     }
@@ -149,7 +149,7 @@ def test_find_images_keeps_order_and_what_matches_nothing(tmp_path):
     ]
     with pytest.raises(ImageReadError, match="No file matches this pattern."):
         read_image(tmp_path / "*.gif")
-    with pytest.raises(ImageReadError, match="This folder holds no PNG, JPEG, WebP, BMP or GIF files."):
+    with pytest.raises(ImageReadError, match="This folder holds no PNG, JPEG, WebP, BMP, GIF, TIFF or another format Pillow reads files."):
         read_image(tmp_path / "empty-folder")
 
 
