@@ -1,6 +1,7 @@
 """Shared fixtures, and the environment every test runs in: set here, before anything imports huggingface_hub."""
 
 import atexit
+import hashlib
 import os
 import shutil
 import subprocess
@@ -77,6 +78,24 @@ def run_train(*flags: str, cwd: Path = REPO_ROOT, env: dict | None = None) -> su
     """`python train.py FLAGS --data_dir <MNIST>` in a subprocess, as a user runs it."""
     command = [sys.executable, str(REPO_ROOT / "train.py"), *flags, "--data_dir", str(MNIST_DIR)]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+# A small model for tests of train.py's behaviour, not of its accuracy
+TINY_MODEL = ["--hidden_size", "64", "--num_hidden_layers", "2", "--intermediate_size", "256"]
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr[-3000:]
+
+
+def folder_digest(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*")) if path.is_file()
+    }
 
 
 @pytest.fixture(scope="session")

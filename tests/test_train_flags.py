@@ -24,11 +24,10 @@ from transformers import (
     ViTImageProcessorPil,
 )
 
-from conftest import MNIST_DIR, REPO_ROOT, run_train
+from conftest import MNIST_DIR, REPO_ROOT, TINY_MODEL, assert_user_error, folder_digest, run_train
 from hub_server import Account, FakeHub
 from mnist_vit.data import normalize, read_idx
 from mnist_vit.transfer import StockModelInput
-from test_training import TINY_MODEL, assert_user_error, folder_digest
 
 sys.path.insert(0, str(REPO_ROOT))
 import train  # noqa: E402

@@ -1,20 +1,18 @@
 """train.py end to end: real MNIST subsets, the real Trainer, real processes."""
 
-import hashlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from transformers import AutoImageProcessor
 
-from conftest import MNIST_DIR, QUICK_RUN_FLAGS, REPO_ROOT, run_train
+from conftest import MNIST_DIR, QUICK_RUN_FLAGS, REPO_ROOT, TINY_MODEL, assert_user_error, folder_digest, run_train
 from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
 from mnist_vit.training import LOCK_FILE, ModelArguments, UserError, build_model
 
@@ -22,7 +20,6 @@ sys.path.insert(0, str(REPO_ROOT))
 import train  # noqa: E402  (the entry point, for its argument parsing)
 
 # A smaller model than the default (hidden 64, 2 layers) so the accuracy run fits a test's budget.
-TINY_MODEL = ["--hidden_size", "64", "--num_hidden_layers", "2", "--intermediate_size", "256"]
 NO_AUGMENTATION = ["--rotation", "0", "--translate", "0", "--zoom", "0", "--shear", "0"]
 TINY_DATA = ["--max_train_samples", "256", "--max_eval_samples", "64", "--validation_size", "500"]
 REPORT_FILES = [
@@ -30,20 +27,6 @@ REPORT_FILES = [
     "confusion_matrix.png", "misclassified.png", "model.safetensors", "config.json", "preprocessor_config.json",
     "configuration_mnist_vit.py", "modeling_mnist_vit.py", "image_processing_mnist_vit.py",
 ]
-
-
-def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in result.stderr, result.stderr[-3000:]
-
-
-def folder_digest(folder: Path) -> dict[str, str]:
-    return {
-        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(folder.rglob("*")) if path.is_file()
-    }
 
 
 @pytest.mark.slow
@@ -288,7 +271,6 @@ def test_output_dir_that_cannot_be_created_is_one_sentence(tmp_path):
 
 HOLD_THE_LOCK = """
 import sys
-from pathlib import Path
 from mnist_vit.training import exclusive_output_dir
 with exclusive_output_dir(Path(sys.argv[1]), is_main_process=True):
     print("holding", flush=True)
