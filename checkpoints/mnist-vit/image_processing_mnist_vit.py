@@ -268,7 +268,9 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
     digit, lines = digit_and_lines(ink, noise)
     if digit is None:
         return np.zeros_like(gray)
-    near_digit = dilate(digit, max(3, odd(0.05 * digit_size(digit)))) & ~dilate(lines, 3)
+    near_digit = dilate(digit, max(3, odd(0.05 * digit_size(digit))))
+    if lines.any():
+        near_digit &= ~dilate(lines, 3)
     ink = np.clip(ink - noise, 0, None) * near_digit
     return ink * (255 / ink.max()) if ink.max() > 0 else ink
 
@@ -306,12 +308,12 @@ def ink_against_paper(gray: np.ndarray) -> np.ndarray:
     wide = max(2 * MIN_WINDOW + 1, odd(0.48 * max(gray.shape)))
     # a thumbnail (MNIST's 28x28, an icon) is all digit, with no room for shadows: wide windows only
     narrow = wide if max(gray.shape) <= THUMBNAIL_SIZE else max(MIN_WINDOW, odd(0.12 * max(gray.shape)))
-    dark_paper, light_paper = closing(gray, narrow), opening(gray, narrow)
-    if has_dark_ink(dark_paper - gray, gray - light_paper, gray):
-        paper, wide_paper = dark_paper, closing(gray, wide)
-    else:  # the same on the negative picture
-        paper, wide_paper, gray = 255 - light_paper, 255 - opening(gray, wide), 255 - gray
-    paper = np.where(paper < wide_paper / 3, wide_paper, paper)
+    paper, light_paper = closing_and_opening(gray, narrow)
+    if not has_dark_ink(paper - gray, gray - light_paper, gray):  # the same on the negative picture
+        paper, gray = 255 - light_paper, 255 - gray
+    if paper.min() < 255 / 3:  # else no paper is under a third of any wide paper (at most 255): nothing to do
+        wide_paper = closing(gray, wide)
+        paper = np.where(paper < wide_paper / 3, wide_paper, paper)
     return paper - gray
 
 
@@ -413,7 +415,7 @@ def main_mark(strokes: np.ndarray) -> np.ndarray | None:
         & (top <= bottom[main] + gap) & (bottom >= top[main] - gap)
         & (left <= right[main] + gap) & (right >= left[main] - gap)
     )
-    digit = np.isin(labels, np.nonzero(close)[0] + 1)
+    digit = np.concatenate([[False], close])[labels]
     top, left, bottom, right = box_of(digit)
     return digit if bottom - top >= 0.5 * (right - left) else None  # no digit is flat: a stray bit of ruling
 
@@ -465,7 +467,7 @@ def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels[:, :width], roots.size
 
 
-# --- morphology: running maxima along each axis (van Herk / Gil-Werman), numpy only ---------------------
+# --- morphology: running maxima along each axis, numpy only ---------------------
 
 
 def running_max(values: np.ndarray, window: int, axis: int) -> np.ndarray:
@@ -476,33 +478,36 @@ def running_max(values: np.ndarray, window: int, axis: int) -> np.ndarray:
     """
     if window <= 1:
         return values
-    values = np.moveaxis(values, axis, 0)
+    values = np.swapaxes(values, 0, axis)
     length, half = values.shape[0], window // 2
-    maxima = np.pad(values, [(half, half)] + [(0, 0)] * (values.ndim - 1), mode="edge")
+    maxima = np.concatenate([np.repeat(values[:1], half, axis=0), values, np.repeat(values[-1:], half, axis=0)])
     span = 1
     while 2 * span <= window:  # maxima[i] = max(padded[i : i + span])
         maxima = np.maximum(maxima[:-span], maxima[span:])
         span *= 2
     result = np.maximum(maxima[:length], maxima[window - span : window - span + length])
-    return np.moveaxis(result, 0, axis)
+    return np.swapaxes(result, 0, axis)
 
 
 def max_filter(values: np.ndarray, window: int) -> np.ndarray:
-    return running_max(running_max(values, window, 0), window, 1)
+    """The maximum over a square window in the last two axes (those of a picture)."""
+    return running_max(running_max(values, window, -2), window, -1)
 
 
 def min_filter(values: np.ndarray, window: int) -> np.ndarray:
     return -max_filter(-values, window)
 
 
+def closing_and_opening(gray: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """`closing` and opening (light features narrower than `window` removed) at once: the picture and its
+    negative filtered as one stack, in half the steps."""
+    minus_closed, opened = max_filter(-max_filter(np.stack([gray, -gray]), window), window)
+    return -minus_closed, opened
+
+
 def closing(gray: np.ndarray, window: int) -> np.ndarray:
     """Dark features narrower than `window` filled in with their surroundings' brightness."""
     return min_filter(max_filter(gray, window), window)
-
-
-def opening(gray: np.ndarray, window: int) -> np.ndarray:
-    """Light features narrower than `window` removed."""
-    return max_filter(min_filter(gray, window), window)
 
 
 def dilate(mask: np.ndarray, window: int) -> np.ndarray:
