@@ -28,7 +28,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from PIL import Image
 from transformers import ViTForImageClassification, ViTImageProcessorPil
 
-from .training import UserError
+from .errors import UserError
 
 ONNX_FOLDER = "onnx"
 FP32_FILE = "model.onnx"

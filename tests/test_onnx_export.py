@@ -10,7 +10,7 @@ from transformers import ViTForImageClassification, ViTImageProcessorPil
 
 from conftest import TEST_DIGITS
 from mnist_vit.onnx_export import check_onnx, stage_onnx
-from mnist_vit.training import UserError
+from mnist_vit.errors import UserError
 
 
 def onnx_logits(path, pixel_values: torch.Tensor) -> np.ndarray:
