@@ -13,8 +13,8 @@ there. The token is --token, else the one saved by `hf auth login`.
 import argparse
 import sys
 
-from mnist_vit.hub import publish
-from mnist_vit.training import UserError
+from mnist_vit.errors import exit_status
+from mnist_vit.hub_upload import publish
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
@@ -45,24 +45,19 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str]) -> None:
     args = parse_arguments(argv)
-    try:
-        url = publish(
-            args.model_dir, args.repo_id, data_dir=args.data_dir, token=args.token, private=args.private,
-            revision=args.revision, create_pr=args.create_pr, commit_message=args.commit_message,
-            dry_run=args.dry_run, staging_dir=args.staging_dir, root_model=args.root_model,
-        )
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    url = publish(
+        args.model_dir, args.repo_id, data_dir=args.data_dir, token=args.token, private=args.private,
+        revision=args.revision, create_pr=args.create_pr, commit_message=args.commit_message,
+        dry_run=args.dry_run, staging_dir=args.staging_dir, root_model=args.root_model,
+    )
     if url is None:
         kept = f"it is in {args.staging_dir}" if args.staging_dir else "pass --staging_dir to keep it"
         print(f"Built and checked the repo folder; nothing was uploaded (--dry_run): {kept}.")
     else:
         print(f"Published {args.repo_id}: {url}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(exit_status(lambda: main(sys.argv[1:])))

@@ -1,6 +1,6 @@
 """Check a staged Hub folder the way its users will load it: `python check_hub_folder.py FOLDER`.
 
-`hub.validate_staged_folder` runs this file in a fresh process, offline, outside the repository, with
+`staging.validate_staged_folder` runs this file in a fresh process, offline, outside the repository, with
 the `mnist_vit` package made unimportable: whatever loads here loads for someone who only has
 transformers. It checks that
 

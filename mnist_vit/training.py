@@ -32,6 +32,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
+from . import hub_upload
 from .configuration_mnist_vit import MnistViTConfig
 from .errors import UserError
 from .data import (
@@ -610,30 +611,26 @@ class HubTarget:
 
     @classmethod
     def check(cls, training_args: TrainingArguments) -> "HubTarget":
-        from . import hub  # publishing imports training (UserError); imported here, when asked for
-
         token = training_args.hub_token or get_token()
         if token is None:
             raise UserError("You are not logged in to the Hugging Face Hub: run `hf auth login`, or pass --token.")
         api = HfApi(token=token)
         repo_id = training_args.hub_model_id or Path(training_args.output_dir).resolve().name
         if "/" not in repo_id:
-            with hub.hub_errors(api, repo_id):
+            with hub_upload.hub_errors(api, repo_id):
                 repo_id = f"{api.whoami()['name']}/{repo_id}"
-        hub.check_repo_id(repo_id)
-        hub.check_write_access(api, repo_id)
+        hub_upload.check_repo_id(repo_id)
+        hub_upload.check_write_access(api, repo_id)
         return cls(repo_id, token)
 
     def publish(self, trainer: Trainer, data_args: DataArguments) -> str:
-        from . import hub
-
         args = trainer.args
         if is_ours(trainer.model):
-            return hub.publish(
+            return hub_upload.publish(
                 args.output_dir, self.repo_id, data_dir=data_args.data_dir, token=self.token,
                 private=bool(args.hub_private_repo), revision=args.hub_revision,
             )
         args.hub_model_id = self.repo_id
-        with hub.hub_errors(HfApi(token=self.token), self.repo_id):
+        with hub_upload.hub_errors(HfApi(token=self.token), self.repo_id):
             commit = trainer.push_to_hub(token=self.token)
         return commit.commit_url

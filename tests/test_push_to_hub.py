@@ -1,9 +1,10 @@
-"""push_to_hub.py and mnist_vit.hub: the staged repo, its card, its check, and uploads to a loopback Hub.
+"""push_to_hub.py and the publishing modules: the staged repo, its card, its check, and uploads to a loopback Hub.
 
 The Hub is `hub_server.FakeHub`, a local HTTP server; the client is the real `huggingface_hub`, pointed at
 it with `HF_ENDPOINT` in a subprocess (as users run push_to_hub.py) or with `HfApi(endpoint=...)`.
 """
 
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -24,9 +25,13 @@ from conftest import REPO_ROOT
 from hub_server import Account, FakeHub, Repo
 from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
 from mnist_vit.data import read_idx
+from mnist_vit.errors import UserError, exit_status
 from mnist_vit.export import load_vit_export
-from mnist_vit.hub import MODEL_FILES, check_write_access, upload, validate_staged_folder
-from mnist_vit.training import UserError
+from mnist_vit.hub_upload import check_write_access, upload
+from mnist_vit.model_card import build_model_card
+from mnist_vit.onnx_export import OnnxAgreement
+from mnist_vit.run_folder import MODEL_FILES, load_run
+from mnist_vit.staging import validate_staged_folder
 
 REMOTE_CODE_FILES = (
     "config.json", "model.safetensors", "preprocessor_config.json",
@@ -44,6 +49,7 @@ UPLOAD_EXAMPLES = {"examples/drawing.png", "examples/photo.jpg"}
 # ONNX file gives torch's label to too few test digits (about 98%), so publishing refuses it.
 ROOT_MODEL = REPO_ROOT / "checkpoints" / "mnist-vit-root"
 ALICE = {"hf_alice": Account("alice", orgs=["acme"])}
+FRAMEWORKS = ("transformers", "torch", "datasets", "huggingface_hub")
 
 
 def files_in(folder: Path) -> set[str]:
@@ -66,6 +72,11 @@ def assert_refused(result: subprocess.CompletedProcess, *fragments: str) -> None
     assert error.startswith("error: ")
     for fragment in fragments:
         assert fragment in error
+
+
+def minutes_and_seconds(train_results_file: Path) -> str:
+    minutes, seconds = divmod(round(json.loads(train_results_file.read_text())["train_runtime"]), 60)
+    return f"{minutes} min {seconds} s"
 
 
 def api_calls(hub: FakeHub) -> list[tuple[str, str]]:
@@ -157,6 +168,43 @@ def test_card_text_tells_the_model_its_results_and_use(staged_repo, shipped_mode
     assert 'subfolder="remote_code", trust_remote_code=True' in text
     assert "from mnist_vit import" in text
     assert "Gradient-based learning applied to document recognition" in text
+    assert "\n## Licence\n" in text and "MNIST, is distributed under CC BY-SA 3.0" in text
+    assert all(f"\n- {name} {importlib.metadata.version(name)}\n" in text for name in FRAMEWORKS)
+    assert f"Training time: {minutes_and_seconds(shipped_model / 'train_results.json')}." in text
+    assert "Per-epoch results: not recorded (no `trainer_state.json`)." in text
+
+
+@pytest.mark.slow
+def test_the_card_says_which_scores_are_calibrated(staged_repo, shipped_model):
+    """Both models folded in a temperature fitted on validation; the card names each (the bare folder's card
+    says its scores are uncalibrated)."""
+    text = ModelCard.load(staged_repo[0] / "README.md").text
+    temperatures = [
+        json.loads((folder / "train_results.json").read_text())["temperature"] for folder in (shipped_model, ROOT_MODEL)
+    ]
+    assert "\n## What the scores mean\n" in text
+    assert f"- In `remote_code/`, the scores are calibrated: a temperature (T = {temperatures[0]:.3f})" in text
+    assert f"they are calibrated: a temperature (T = {temperatures[1]:.3f}) fitted on the validation split" in text
+    assert "a 99% score is right about 99% of the time" in text
+
+
+def test_the_card_of_a_run_with_its_history_shows_epochs_time_and_curves():
+    """The root model's folder as a run: it has trainer_state.json, train_results.json with a temperature, and
+    training_curves.png."""
+    card = build_model_card(load_run(ROOT_MODEL), None, OnnxAgreement(10, 0.0, 1.0), "alice/mnist-vit", None, [])
+    text = card.text
+    log_history = json.loads((ROOT_MODEL / "trainer_state.json").read_text())["log_history"]
+    evaluations = [index for index, entry in enumerate(log_history) if "eval_loss" in entry]
+    assert evaluations
+    for index in evaluations:
+        entry = log_history[index]
+        training_loss = next(earlier["loss"] for earlier in reversed(log_history[:index]) if "loss" in earlier)
+        row = f"| {entry['epoch']:g} | {training_loss:.4f} | {entry['eval_loss']:.4f} | {entry['eval_accuracy']:.2%} |"
+        assert row in text
+    assert f"Training time: {minutes_and_seconds(ROOT_MODEL / 'train_results.json')}." in text
+    assert "![training curves](training_curves.png)" in text
+    assert "The scores are calibrated: a temperature (T = 0.573)" in text
+    assert ModelCard(str(card)).text == text
 
 
 @pytest.mark.slow
@@ -303,11 +351,12 @@ def test_no_network_is_refused():
         check_write_access(HfApi(endpoint=endpoint, token="hf_alice"), "alice/mnist-vit")
 
 
-def load_entry_point():
+def entry_point_status(*flags: str) -> int:
+    """push_to_hub.py's main in this process, as its command line runs it: the exit status."""
     spec = importlib.util.spec_from_file_location("push_to_hub", REPO_ROOT / "push_to_hub.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    return exit_status(lambda: module.main(list(flags)))
 
 
 @pytest.mark.slow
@@ -315,7 +364,7 @@ def load_entry_point():
 def test_a_folder_without_a_model_is_refused_naming_what_is_missing(trained_run, tmp_path, capsys, missing):
     partial = tmp_path / "run"
     shutil.copytree(trained_run, partial, ignore=shutil.ignore_patterns(missing, "checkpoint-*"))
-    status = load_entry_point().main(["--model_dir", str(partial), "--repo_id", "alice/mnist-vit", "--dry_run"])
+    status = entry_point_status("--model_dir", str(partial), "--repo_id", "alice/mnist-vit", "--dry_run")
     error = capsys.readouterr().err
     assert status == 2 and "Traceback" not in error
     assert error.startswith(f"error: {partial} is not a trained mnist-vit model: it lacks {missing}.")
@@ -327,7 +376,7 @@ def test_a_model_that_never_trained_is_refused(trained_run, tmp_path, capsys):
     shutil.copytree(trained_run, untrained, ignore=shutil.ignore_patterns("checkpoint-*"))
     state = json.loads((untrained / "trainer_state.json").read_text())
     (untrained / "trainer_state.json").write_text(json.dumps({**state, "global_step": 0}))
-    status = load_entry_point().main(["--model_dir", str(untrained), "--repo_id", "alice/mnist-vit", "--dry_run"])
+    status = entry_point_status("--model_dir", str(untrained), "--repo_id", "alice/mnist-vit", "--dry_run")
     error = capsys.readouterr().err
     assert status == 2 and "Traceback" not in error
     assert "says the model never trained (0 optimizer steps)" in error
@@ -351,6 +400,19 @@ def test_the_shipped_checkpoint_publishes_and_its_card_says_what_it_lacks(shippe
 
 
 @pytest.mark.slow
+def test_a_run_with_training_curves_publishes_them(mnist_dir, tmp_path):
+    folder = tmp_path / "repo"
+    result = run_push(
+        "--model_dir", str(ROOT_MODEL), "--repo_id", "alice/mnist-vit", "--data_dir", str(mnist_dir),
+        "--dry_run", "--staging_dir", str(folder), home=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert files_in(folder) == EXPECTED_FILES | {"training_curves.png"}
+    assert (folder / "training_curves.png").read_bytes() == (ROOT_MODEL / "training_curves.png").read_bytes()
+    assert "![training curves](training_curves.png)" in ModelCard.load(folder / "README.md").text
+
+
+@pytest.mark.slow
 def test_a_bare_model_folder_publishes_with_a_card_that_says_what_it_cannot_know(shipped_model, mnist_dir, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -369,6 +431,16 @@ def test_a_bare_model_folder_publishes_with_a_card_that_says_what_it_cannot_know
     assert "Not recorded: the published folder had no `train_args.json`" in card.text
     assert "Not recorded: the published folder had no `test_results.json`" in card.text
     assert "confusion_matrix.png" not in card.text
+    assert "The scores are uncalibrated" in card.text
+
+
+def test_publishing_does_not_import_training():
+    """Publishing is a room above training's: push_to_hub.py loads no Trainer wiring."""
+    code = "import sys, push_to_hub; print(' '.join(name for name in sys.modules if name.startswith('mnist_vit')))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = result.stdout.split()
+    assert "mnist_vit.hub_upload" in imported and "mnist_vit.training" not in imported
 
 
 # --- a second model at the root (--root_model) -----------------------------------------------------------
@@ -438,10 +510,10 @@ def test_a_root_model_whose_onnx_disagrees_is_refused_and_nothing_is_uploaded(sh
 
 
 def test_a_missing_root_model_is_refused_naming_the_flag(shipped_model, tmp_path, capsys):
-    status = load_entry_point().main([
+    status = entry_point_status(
         "--model_dir", str(shipped_model), "--root_model", str(tmp_path / "nowhere"), "--repo_id", "alice/mnist-vit",
         "--dry_run",
-    ])
+    )
     error = capsys.readouterr().err
     assert status == 2 and "Traceback" not in error
     assert error.startswith(f"error: --root_model {tmp_path / 'nowhere'} does not exist")
