@@ -356,7 +356,7 @@ def straight_lines(strokes: np.ndarray, max_tilt: int = 20) -> np.ndarray:
         thin = mask.copy()
         thin[beside:] &= ~mask[:-beside]
         thin[:-beside] &= ~mask[beside:]
-        ys, xs = np.nonzero(thin)
+        ys, xs = nonzero_pixels(thin)
         width = mask.shape[1]
         if ys.size < 0.5 * width:  # not enough ink for one line
             continue
@@ -386,9 +386,9 @@ def main_mark(strokes: np.ndarray) -> np.ndarray | None:
     labels, count = connected_components(dilate(strokes, 3))
     labels = labels * strokes
     height, width = strokes.shape
-    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    ys, xs = np.nonzero(labels)
+    ys, xs = nonzero_pixels(strokes)
     which = labels[ys, xs] - 1
+    areas = np.bincount(which, minlength=count)
     top, bottom = np.full(count, height), np.zeros(count, np.int64)
     left, right = np.full(count, width), np.zeros(count, np.int64)
     np.minimum.at(top, which, ys)
@@ -426,6 +426,14 @@ def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
     return rows[0], cols[0], rows[-1] + 1, cols[-1] + 1
 
 
+def nonzero_pixels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.nonzero` of a 2-D array, rows and columns in the same order, from the flat indices (several
+    times faster: numpy's 2-D nonzero costs over 100 us even on an empty 224x224 mask)."""
+    flat = np.flatnonzero(mask)
+    rows = flat // mask.shape[1]
+    return rows, flat - rows * mask.shape[1]
+
+
 def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """Label the 8-connected pieces of a mask 1..count (0: background), from its runs of pixels along rows.
 
@@ -435,9 +443,8 @@ def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     height, width = mask.shape
     padded = np.zeros((height, width + 2), np.int8)
     padded[:, 1:-1] = mask
-    changes = np.diff(padded, axis=1)
-    start_rows, starts = np.nonzero(changes == 1)
-    end_rows, ends = np.nonzero(changes == -1)  # one past the run's last pixel
+    rows, columns = nonzero_pixels(np.diff(padded, axis=1))  # in each row a run's start, then one past its end
+    start_rows, starts, end_rows, ends = rows[::2], columns[::2], rows[1::2], columns[1::2]
     if starts.size == 0:
         return np.zeros((height, width), np.int32), 0
     stride = width + 2
