@@ -308,17 +308,18 @@ def ink_against_paper(gray: np.ndarray) -> np.ndarray:
     wide = max(2 * MIN_WINDOW + 1, odd(0.48 * max(gray.shape)))
     # a thumbnail (MNIST's 28x28, an icon) is all digit, with no room for shadows: wide windows only
     narrow = wide if max(gray.shape) <= THUMBNAIL_SIZE else max(MIN_WINDOW, odd(0.12 * max(gray.shape)))
-    paper, light_paper = closing_and_opening(gray, narrow)
-    if not has_dark_ink(paper - gray, gray - light_paper, gray):  # the same on the negative picture
-        paper, gray = 255 - light_paper, 255 - gray
+    if not has_dark_ink(gray, narrow):  # the same on the negative picture
+        gray = 255 - gray
+    paper = closing(gray, narrow)
     if paper.min() < 255 / 3:  # else no paper is under a third of any wide paper (at most 255): nothing to do
         wide_paper = closing(gray, wide)
         paper = np.where(paper < wide_paper / 3, wide_paper, paper)
     return paper - gray
 
 
-def has_dark_ink(dark: np.ndarray, light: np.ndarray, gray: np.ndarray) -> bool:
-    """Dark ink on light paper, or light ink on a dark ground, from the dark and the light narrow features.
+def has_dark_ink(gray: np.ndarray, window: int) -> bool:
+    """Dark ink on light paper, or light ink on a dark ground, from the picture's levels or else from its dark
+    and light features narrower than `window`.
 
     A picture with nothing (or almost nothing) on one side of its typical level has its ink on the other
     side: a drawing on a plain canvas, an MNIST digit. Otherwise strokes are narrow: the ink's side is the
@@ -329,7 +330,8 @@ def has_dark_ink(dark: np.ndarray, light: np.ndarray, gray: np.ndarray) -> bool:
         return False
     if lightest - typical < 0.1 * (typical - darkest):
         return True
-    return np.percentile(dark, 99.5) > np.percentile(light, 99.5)
+    closed, opened = closing_and_opening(gray, window)
+    return np.percentile(closed - gray, 99.5) > np.percentile(gray - opened, 99.5)
 
 
 def noise_level(ink: np.ndarray) -> float:
