@@ -13,11 +13,15 @@ from mnist_vit import MnistViTConfig, MnistViTForImageClassification
 from mnist_vit.data import read_idx
 from mnist_vit.image_processing_mnist_vit import (
     MnistViTImageProcessor,
+    closing,
+    closing_and_opening,
     crop_to_ink,
     find_digit,
     in_mnist_form,
+    nonzero_pixels,
     place_on_canvas,
     resize_longer_side,
+    running_max,
 )
 
 MEAN, STD = 0.1307, 0.3081
@@ -121,6 +125,23 @@ def test_a_digit_in_mnist_form_is_what_every_step_would_make_of_it(mnist_dir):
     }
     for name, picture in not_in_form.items():
         assert not in_mnist_form(picture, 28, 28, 20), name
+
+
+@pytest.mark.parametrize("window", [1, 3, 8 + 1, 27, 61])
+def test_morphology_is_what_its_definitions_give(window):
+    """Running maxima are the maxima over the edge-padded windows, along any axis of a picture or a stack of
+    them; the stacked closing and opening are the closing of the picture and (negated) of its negative."""
+    pictures = np.random.default_rng(window).uniform(0, 255, (2, 40, 50)).astype(np.float32)
+    half = window // 2
+    for axis in (1, 2):
+        padded = np.pad(pictures, [(half, half) if each == axis else (0, 0) for each in range(3)], mode="edge")
+        direct = np.lib.stride_tricks.sliding_window_view(padded, window, axis=axis).max(axis=-1)
+        assert np.array_equal(running_max(pictures, window, axis), direct)
+    closed, opened = closing_and_opening(pictures[0], window)
+    assert np.array_equal(closed, closing(pictures[0], window))
+    assert np.array_equal(255 - opened, closing(255 - pictures[0], window))
+    mask = pictures[1] > 200
+    assert all(np.array_equal(mine, numpy) for mine, numpy in zip(nonzero_pixels(mask), np.nonzero(mask)))
 
 
 @pytest.mark.parametrize("name", UPLOADS)
