@@ -22,6 +22,7 @@ import yaml  # noqa: E402
 from transformers import HfArgumentParser  # noqa: E402
 
 from mnist_vit.errors import UserError, exit_status  # noqa: E402
+from mnist_vit.data import Augmentation  # noqa: E402
 from mnist_vit.training import DataArguments, MnistViTTrainingArguments, ModelArguments, run  # noqa: E402
 
 
@@ -43,10 +44,10 @@ def recipe_flags(path: str) -> list[str]:
 
 
 def build_parser() -> HfArgumentParser:
-    return HfArgumentParser((ModelArguments, DataArguments, MnistViTTrainingArguments))
+    return HfArgumentParser((ModelArguments, DataArguments, Augmentation, MnistViTTrainingArguments))
 
 
-def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, MnistViTTrainingArguments]:
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Augmentation, MnistViTTrainingArguments]:
     if argv and argv[0].endswith((".json", ".yaml", ".yml")):
         argv = recipe_flags(argv[0]) + argv[1:]  # later flags win
     try:
@@ -56,8 +57,8 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Mni
 
 
 def main(argv: list[str]) -> None:
-    model_args, data_args, training_args = parse_arguments(argv)
-    results = run(model_args, data_args, training_args)
+    model_args, data_args, augmentation, training_args = parse_arguments(argv)
+    results = run(model_args, data_args, augmentation, training_args)
     if training_args.process_index == 0:
         print(summary(results))
 

@@ -151,11 +151,11 @@ def main() -> None:
     train_argv = args.train_py_arguments[1:] if args.train_py_arguments[:1] == ["--"] else args.train_py_arguments
 
     try:
-        model_args, data_args, training_args = train.parse_arguments(train_argv)
+        model_args, data_args, augmentation, training_args = train.parse_arguments(train_argv)
         clock = EpochClock(data_args, args.target_accuracy, args.budget_s, args.stop_at_target)
         callbacks = [clock] + ([StepProfile(args.profile)] if args.profile else [])
         with mock.patch.object(training, "AugmentingTrainer", trainer_with(*callbacks)):
-            results = training.run(model_args, data_args, training_args)
+            results = training.run(model_args, data_args, augmentation, training_args)
     except training.UserError as err:
         sys.exit(f"error: {err}")
 

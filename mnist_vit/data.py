@@ -23,7 +23,7 @@ import shutil
 import struct
 import uuid
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .errors import UserError
 from .inference import IMAGE_SUFFIXES
 from .upload_augmentation import as_uploads
 
@@ -226,6 +227,14 @@ def load_image_dataset(
         dataset = _load_from_hub(source, cache_dir, dataset_config_name, token)
     _check_splits(dataset, source)
     return select_image_and_label(dataset, source, image_column_name, label_column_name)
+
+
+def open_dataset(dataset_name: str | None, data_dir: str | os.PathLike | None, **options) -> datasets.DatasetDict:
+    """`load_image_dataset`, its errors (no network, a bad data folder) as one sentence for the command line."""
+    try:
+        return load_image_dataset(dataset_name, data_dir, **options)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        raise UserError(str(err)) from err
 
 
 def load_image_folders(
@@ -459,21 +468,28 @@ def random_affine(
 
 @dataclass
 class Augmentation:
-    """The parameters of `random_affine`, as a recipe names them, and with `uploads` the digits then made to
-    look like uploads after the stock ViT processor (`upload_augmentation.as_uploads`: the root model's
-    training); call it on a normalised batch."""
+    """How each training batch changes at random: train.py's augmentation flags, and the augmenter itself (call
+    it on a normalised batch). A random affine map per digit (`random_affine`) and, with `upload_augmentation`,
+    the digits then made to look like uploads after the stock ViT processor (`upload_augmentation.as_uploads`:
+    the root model's training)."""
 
-    rotation: float = 10.0
-    translate: float = 0.1
-    scale: tuple[float, float] = (0.9, 1.1)
-    shear: float = 10.0
-    hflip: bool = False
-    uploads: bool = False
+    rotation: float = field(default=10.0, metadata={"help": "Augmentation: max rotation in degrees (0: none)."})
+    translate: float = field(default=0.1, metadata={"help": "Augmentation: max shift, a fraction of the side."})
+    zoom: float = field(default=0.1, metadata={"help": "Augmentation: scale drawn from [1 - zoom, 1 + zoom]."})
+    shear: float = field(default=10.0, metadata={"help": "Augmentation: max horizontal shear in degrees."})
+    hflip: bool = field(default=False, metadata={"help": "Augmentation: mirror half the digits (hurts MNIST)."})
+    upload_augmentation: bool = field(
+        default=False,
+        metadata={"help": "Augmentation: make most digits look like uploads after the stock ViT processor (either "
+                  "ink polarity, any size and place, paper, light, lines, blur, noise): the Hub root model's training."},
+    )
 
     def __call__(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        affine = {name: value for name, value in asdict(self).items() if name != "uploads"}
-        moved = random_affine(pixel_values, **affine, generator=generator)
-        if not self.uploads:
+        moved = random_affine(
+            pixel_values, rotation=self.rotation, translate=self.translate, scale=(1 - self.zoom, 1 + self.zoom),
+            shear=self.shear, hflip=self.hflip, generator=generator,
+        )
+        if not self.upload_augmentation:
             return moved
         brightness = moved * MNIST_STD + MNIST_MEAN
         return (as_uploads(brightness, generator=generator) - MNIST_MEAN) / MNIST_STD

@@ -41,7 +41,7 @@ from .data import (
     InMemorySplit,
     collate_batch,
     limit_samples,
-    load_image_dataset,
+    open_dataset,
     load_image_folders,
     split_train_validation,
     to_pixel_arrays,
@@ -110,22 +110,6 @@ class DataArguments:
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N examples only."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Validate and test on N examples only."})
-    rotation: float = field(default=10.0, metadata={"help": "Augmentation: max rotation in degrees (0: none)."})
-    translate: float = field(default=0.1, metadata={"help": "Augmentation: max shift, a fraction of the side."})
-    zoom: float = field(default=0.1, metadata={"help": "Augmentation: scale drawn from [1 - zoom, 1 + zoom]."})
-    shear: float = field(default=10.0, metadata={"help": "Augmentation: max horizontal shear in degrees."})
-    hflip: bool = field(default=False, metadata={"help": "Augmentation: mirror half the digits (hurts MNIST)."})
-    upload_augmentation: bool = field(
-        default=False,
-        metadata={"help": "Augmentation: make most digits look like uploads after the stock ViT processor (either "
-                  "ink polarity, any size and place, paper, light, lines, blur, noise): the Hub root model's training."},
-    )
-
-    def augmentation(self) -> Augmentation:
-        return Augmentation(
-            rotation=self.rotation, translate=self.translate, scale=(1 - self.zoom, 1 + self.zoom),
-            shear=self.shear, hflip=self.hflip, uploads=self.upload_augmentation,
-        )
 
 
 def new_default(name: str, value):
@@ -208,14 +192,6 @@ class AugmentingTrainer(Trainer):
             pixel_values = self.model_input(pixel_values)
         inputs = {**inputs, "pixel_values": pixel_values}
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
-
-
-def open_dataset(dataset_name: str, data_dir: str | None, **options) -> datasets.DatasetDict:
-    """`load_image_dataset`, its errors (no network, a bad data folder) as one sentence for the command line."""
-    try:
-        return load_image_dataset(dataset_name, data_dir, **options)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        raise UserError(str(err)) from err
 
 
 def data_source(data_args: DataArguments) -> str:
@@ -485,11 +461,15 @@ def search_hyperparameters(trainer: Trainer, trials: int, output_dir: Path) -> d
 
 
 def write_train_args(
-    output_dir: Path, model_args: ModelArguments, data_args: DataArguments, training_args: TrainingArguments
+    output_dir: Path, model_args: ModelArguments, data_args: DataArguments, augmentation: Augmentation,
+    training_args: TrainingArguments,
 ) -> None:
     """Every argument of the run as JSON (`train_args.json`), for the model card and for people: the
     Trainer's own `training_args.bin` is a pickle and lacks the model and data arguments."""
-    arguments = {**asdict(model_args), **asdict(data_args), **training_args.to_dict(), "world_size": training_args.world_size}
+    arguments = {
+        **asdict(model_args), **asdict(data_args), **asdict(augmentation), **training_args.to_dict(),
+        "world_size": training_args.world_size,
+    }
     (output_dir / "train_args.json").write_text(json.dumps(arguments, indent=2, default=str) + "\n")
 
 
@@ -499,7 +479,10 @@ def say(training_args: TrainingArguments, message: str) -> None:
         print(message, flush=True)
 
 
-def run(model_args: ModelArguments, data_args: DataArguments, training_args: MnistViTTrainingArguments) -> dict:
+def run(
+    model_args: ModelArguments, data_args: DataArguments, augmentation: Augmentation,
+    training_args: MnistViTTrainingArguments,
+) -> dict:
     """Train, evaluate and test (or the steps --do_* name); write the model and the report to `--output_dir`;
     publish it with --push_to_hub. Returns the metrics for the summary, with `output_dir` and `url`."""
     train, _, _ = training_args.steps()
@@ -513,14 +496,15 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mni
     with exclusive_output_dir(output_dir, training_args.process_index == 0):
         if training_args.overwrite_output_dir and training_args.process_index == 0:
             remove_run_files(output_dir)
-        results, trainer = train_and_report(model_args, data_args, training_args)
+        results, trainer = train_and_report(model_args, data_args, augmentation, training_args)
         if hub is not None and trainer.is_world_process_zero():
             results["url"] = hub.publish(trainer, data_args)
     return {**results, "output_dir": str(output_dir)}
 
 
 def train_and_report(
-    model_args: ModelArguments, data_args: DataArguments, training_args: MnistViTTrainingArguments
+    model_args: ModelArguments, data_args: DataArguments, augmentation: Augmentation,
+    training_args: MnistViTTrainingArguments,
 ) -> tuple[dict, Trainer]:
     train, evaluate, predict = training_args.steps()
     token = training_args.hub_token
@@ -549,7 +533,7 @@ def train_and_report(
         processing_class=model_processor,
         compute_metrics=compute_metrics_fn(len(label_names)),
         callbacks=callbacks,
-        augmentation=data_args.augmentation(),
+        augmentation=augmentation,
         model_input=stock_input,
     )
     if training_args.hp_search_trials:
@@ -568,7 +552,7 @@ def train_and_report(
         trainer.save_state()
         results.update(train_result.metrics)
         if trainer.is_world_process_zero():
-            write_train_args(output_dir, model_args, data_args, training_args)
+            write_train_args(output_dir, model_args, data_args, augmentation, training_args)
             write_training_curves(output_dir, trainer.state.log_history)
     if evaluate:
         metrics = trainer.evaluate()

@@ -37,7 +37,7 @@ QUICK = ["--max_train_samples", "256", "--max_eval_samples", "64", "--validation
 
 
 def test_run_image_classification_flags_are_aliases_and_help_says_so():
-    model_args, data_args, training_args = train.parse_arguments(
+    model_args, data_args, _, training_args = train.parse_arguments(
         ["--train_val_split", "0.15", "--token", "hf_x", "--eval_only", "--output_dir", "unused",
          "--ignore_mismatched_sizes", "--trust_remote_code", "true", "--model_revision", "v2", "--cache_dir", "c",
          "--image_column_name", "img", "--label_column_name", "fine_label", "--dataset_config_name", "mnist",
@@ -48,8 +48,8 @@ def test_run_image_classification_flags_are_aliases_and_help_says_so():
     assert model_args.ignore_mismatched_sizes and model_args.trust_remote_code and model_args.model_revision == "v2"
     assert (data_args.image_column_name, data_args.label_column_name, data_args.dataset_config_name) == ("img", "fine_label", "mnist")
     assert (data_args.train_dir, data_args.validation_dir, training_args.overwrite_output_dir) == ("t", "v", True)
-    assert train.parse_arguments(["--output_dir", "unused"])[2].steps() == (True, True, True)
-    assert train.parse_arguments(["--do_eval", "--output_dir", "unused"])[2].steps() == (False, True, False)
+    assert train.parse_arguments(["--output_dir", "unused"])[3].steps() == (True, True, True)
+    assert train.parse_arguments(["--do_eval", "--output_dir", "unused"])[3].steps() == (False, True, False)
     help_text = " ".join(train.build_parser().format_help().split())
     assert "--train_val_split is the same flag" in help_text and "--token is the same flag" in help_text
     assert "--eval_only is the same flag" in help_text
@@ -58,7 +58,7 @@ def test_run_image_classification_flags_are_aliases_and_help_says_so():
 def test_every_flag_has_help_and_run_modes_are_training_arguments():
     flags = [action for action in train.build_parser()._actions if action.option_strings and action.dest != "help"]
     assert [action.option_strings[0] for action in flags if not action.help] == []
-    _, _, training_args = train.parse_arguments(
+    *_, training_args = train.parse_arguments(
         ["--early_stopping_patience", "3", "--hp_search_trials", "2", "--output_dir", "unused"]
     )
     assert (training_args.early_stopping_patience, training_args.hp_search_trials) == (3, 2)

@@ -14,6 +14,7 @@ from transformers import AutoImageProcessor
 
 from conftest import MNIST_DIR, QUICK_RUN_FLAGS, REPO_ROOT, TINY_MODEL, assert_user_error, folder_digest, run_train
 from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
+from mnist_vit.data import Augmentation
 from mnist_vit.training import LOCK_FILE, ModelArguments, UserError, build_model
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -178,14 +179,16 @@ def test_fine_tuning_on_other_labels_replaces_only_the_head(trained_run):
 def test_recipes_parse_and_flags_after_them_win():
     for recipe in sorted((REPO_ROOT / "recipes").glob("*.yaml")):  # --use_cpu: fast.yaml's bf16 is for a GPU
         train.parse_arguments([str(recipe), "--output_dir", "unused", "--use_cpu", "true"])
-    model_args, data_args, training_args = train.parse_arguments(
+    model_args, data_args, augmentation, training_args = train.parse_arguments(
         [str(REPO_ROOT / "recipes" / "small-2m.yaml"), "--num_train_epochs", "1", "--output_dir", "unused"]
     )
     assert model_args.patch_size == 4 and model_args.num_hidden_layers == 8
     assert training_args.num_train_epochs == 1 and training_args.lr_scheduler_type == "cosine"
-    assert data_args.rotation == 10 and data_args.hflip is False
-    _, _, fast = train.parse_arguments([str(REPO_ROOT / "recipes" / "fast.yaml"), "--output_dir", "unused", "--use_cpu", "true"])
+    assert augmentation.rotation == 10 and augmentation.hflip is False
+    *_, fast = train.parse_arguments([str(REPO_ROOT / "recipes" / "fast.yaml"), "--output_dir", "unused", "--use_cpu", "true"])
     assert fast.accelerator_config.non_blocking is True  # a mapping in a recipe reaches its dict flag
+    _, _, root, _ = train.parse_arguments([str(REPO_ROOT / "recipes" / "root.yaml"), "--output_dir", "unused"])
+    assert root == Augmentation(rotation=10, translate=0.05, zoom=0.1, shear=10, upload_augmentation=True)
 
 
 # --- bad input: one sentence, exit status 2, nothing lost ---------------------------------------

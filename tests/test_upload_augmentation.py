@@ -6,7 +6,6 @@ import torch
 
 from conftest import MNIST_DIR
 from mnist_vit import data
-from mnist_vit.training import DataArguments
 from mnist_vit.upload_augmentation import Draws, MNIST_SHARE, as_uploads, placed
 
 BATCH = 400
@@ -59,8 +58,7 @@ def test_the_digit_takes_20_to_100_percent_of_the_frame_anywhere_in_it(brightnes
 
 def test_the_flag_turns_it_on_after_the_affine_moves(brightness):
     normalised = (brightness - data.MNIST_MEAN) / data.MNIST_STD
-    augmentation = DataArguments(upload_augmentation=True).augmentation()
-    assert augmentation.uploads and not DataArguments().augmentation().uploads
+    augmentation = data.Augmentation(upload_augmentation=True)
     uploads = augmentation(normalised, generator=seeded(0))
     moved = data.Augmentation()(normalised, generator=seeded(0))
     assert uploads.shape == normalised.shape
