@@ -157,7 +157,7 @@ def main() -> None:
     accuracy, counts = measure(args.model, args.data_dir, args.per_set)
     print_table(args.model, accuracy, counts)
     if args.save:
-        from mnist_vit.hub import STOCK_PIPELINE_RESULTS
+        from mnist_vit.run_folder import STOCK_PIPELINE_RESULTS
 
         results = {name: {"pictures": counts[name], "accuracy": round(value, 4)} for name, value in accuracy.items()}
         (args.model / STOCK_PIPELINE_RESULTS).write_text(json.dumps(results, indent=2) + "\n")

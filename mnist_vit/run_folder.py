@@ -18,7 +18,7 @@ from .image_processing_mnist_vit import MnistViTImageProcessor
 from .modeling_mnist_vit import MnistViTForImageClassification
 
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
-FIGURES = ("confusion_matrix.png", "misclassified.png", "training_curves.png")
+FIGURES = ("confusion_matrix.png", "misclassified.png", "training_curves.png", "reliability_diagram.png")
 # What bench/bench_root.py --save measures of a root model through the stock pipeline, beside its weights.
 STOCK_PIPELINE_RESULTS = "stock_pipeline_results.json"
 

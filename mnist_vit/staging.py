@@ -13,7 +13,8 @@ The repo:
     examples/0.png ... 9.png      one test digit per class: the card's widget examples (widget_examples.py); with
     examples/drawing.png          `root`, also a drawing and a photo of test digits that both variants read right
     examples/photo.jpg
-    confusion_matrix.png  misclassified.png  training_curves.png   the run's figures it has (run_folder.FIGURES)
+    confusion_matrix.png ...      the run's figures it has (run_folder.FIGURES: also misclassified.png,
+                                  training_curves.png, reliability_diagram.png)
     remote_code/                  our model, its image processor and their code (`trust_remote_code=True`):
                                   MNIST-style preprocessing of any picture of a digit
 
@@ -42,7 +43,7 @@ import datasets
 
 from . import check_hub_folder
 from .check_hub_folder import EXAMPLES_FOLDER, REMOTE_CODE_FOLDER
-from .data import MNIST_HUB_NAME, load_image_dataset
+from .data import MNIST_HUB_NAME, open_dataset
 from .errors import UserError
 from .export import export_to_vit
 from .model_card import build_model_card
@@ -53,10 +54,7 @@ from .widget_examples import pick_upload_examples, pick_widget_examples
 
 def load_test_split(data_dir: str | os.PathLike | None) -> datasets.Dataset:
     """MNIST's test digits, for the widget examples and the ONNX check: from `data_dir`'s IDX files, else the Hub."""
-    try:
-        return load_image_dataset(MNIST_HUB_NAME, data_dir)["test"]
-    except (FileNotFoundError, ValueError, RuntimeError) as err:  # no network, a bad data folder
-        raise UserError(str(err)) from err
+    return open_dataset(MNIST_HUB_NAME, data_dir)["test"]
 
 
 def name_code_with_folder(config_file: Path, folder: str) -> None:

@@ -39,7 +39,7 @@ REMOTE_CODE_FILES = (
 )
 EXPECTED_FILES = {
     "README.md", "config.json", "model.safetensors", "preprocessor_config.json",
-    "confusion_matrix.png", "misclassified.png",
+    "confusion_matrix.png", "misclassified.png", "reliability_diagram.png",
     *(f"examples/{digit}.png" for digit in range(10)),
     *(f"remote_code/{name}" for name in REMOTE_CODE_FILES),
     "onnx/model.onnx", "onnx/model_quantized.onnx",
@@ -409,7 +409,8 @@ def test_a_run_with_training_curves_publishes_them(mnist_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert files_in(folder) == EXPECTED_FILES | {"training_curves.png"}
     assert (folder / "training_curves.png").read_bytes() == (ROOT_MODEL / "training_curves.png").read_bytes()
-    assert "![training curves](training_curves.png)" in ModelCard.load(folder / "README.md").text
+    card = ModelCard.load(folder / "README.md").text
+    assert "![training curves](training_curves.png)" in card and "![reliability diagram](reliability_diagram.png)" in card
 
 
 @pytest.mark.slow
@@ -424,7 +425,7 @@ def test_a_bare_model_folder_publishes_with_a_card_that_says_what_it_cannot_know
         "--dry_run", "--staging_dir", str(folder), home=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert files_in(folder) == EXPECTED_FILES - {"confusion_matrix.png", "misclassified.png"}
+    assert files_in(folder) == EXPECTED_FILES - {"confusion_matrix.png", "misclassified.png", "reliability_diagram.png"}
     card = ModelCard.load(folder / "README.md")
     assert card.data.eval_results is None
     assert "its test accuracy was not recorded" in card.text
