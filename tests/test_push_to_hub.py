@@ -203,7 +203,8 @@ def test_the_card_of_a_run_with_its_history_shows_epochs_time_and_curves():
         assert row in text
     assert f"Training time: {minutes_and_seconds(ROOT_MODEL / 'train_results.json')}." in text
     assert "![training curves](training_curves.png)" in text
-    assert "The scores are calibrated: a temperature (T = 0.573)" in text
+    temperature = json.loads((ROOT_MODEL / "train_results.json").read_text())["temperature"]
+    assert f"The scores are calibrated: a temperature (T = {temperature:.3f})" in text
     assert ModelCard(str(card)).text == text
 
 
