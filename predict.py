@@ -1,4 +1,4 @@
-"""Read digits from pictures: files, folders and glob patterns; PNG, JPEG, WebP, BMP, GIF; any size or colours.
+"""Read digits from pictures: files, folders and glob patterns; any format Pillow reads; any size or colours.
 
     python predict.py digit.png photos/ "scans/*.jpg"
     python predict.py digit.png --top_k 5 --json
