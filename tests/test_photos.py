@@ -79,6 +79,16 @@ def test_a_drawing_that_runs_off_the_canvas_is_still_the_digit(classifier, mnist
     assert classifier.predict([cut])[0].label == str(label)
 
 
+def test_digits_cropped_tight_to_their_ink_are_read(classifier, mnist_test_digits):
+    """A picture cut to the digit's box: its strokes run along the border, where desk and shadows are refused."""
+    digits, labels = mnist_test_digits
+    pictures = []
+    for digit in digits:
+        box = digit[np.ix_(digit.any(axis=1), digit.any(axis=0))]
+        pictures.append(Image.fromarray(255 - box).resize((box.shape[1] * 8, box.shape[0] * 8), Image.Resampling.BICUBIC))
+    assert accuracy(classifier, pictures, list(labels)) >= 0.8  # 0.05 before a second look with a margin
+
+
 def test_typed_digits_are_read(classifier):
     fonts = ["DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Oblique.ttf", "cmr10.ttf"]
     rng = np.random.default_rng(7)

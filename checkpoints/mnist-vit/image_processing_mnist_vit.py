@@ -27,6 +27,10 @@ from transformers.processing_utils import ImagesKwargs
 WORKING_SIZE = 384
 # A picture this small (MNIST's 28x28, an icon) is all digit: nothing in it is desk, ruling or speck
 THUMBNAIL_SIZE = 64
+# A picture cropped tight to its digit is looked at with a margin of paper this wide (a fraction of its longer side)
+TIGHT_CROP_MARGIN = 0.15
+# ... if its strokes cover at most this share of the border (desk around a page covers more)
+TIGHT_CROP_BORDER = 0.25
 # The narrowest window that measures the paper around ink: wider than the thickest strokes of a 28x28 digit
 MIN_WINDOW = 9
 # ITU-R 601-2 luma, the weights PIL uses for convert("L")
@@ -261,11 +265,17 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
     or a glare spot is not ink. The digit is the main, most central mark among the ink's connected pieces,
     without the straight lines that run across the picture (ruling, squares, the page's edge), specks and
     what lies along the border (desk, shadows). A clean picture (MNIST, a canvas drawing, a scan) comes back
-    as it was, its ink at full strength.
+    as it was, its ink at full strength. A picture where no digit is found is looked at once more with a margin
+    of its paper around it: a digit cropped tight, whose strokes run along the border, is taken if it fills the
+    picture.
     """
-    ink = ink_against_paper(gray)
-    noise = noise_level(ink)
-    digit, lines = digit_and_lines(ink, noise)
+    ink, noise, digit, lines, strokes = digit_and_lines(gray)
+    if digit is None and max(gray.shape) > THUMBNAIL_SIZE and border_share(strokes) <= TIGHT_CROP_BORDER:
+        margin = max(1, round(TIGHT_CROP_MARGIN * max(gray.shape)))
+        inside = np.s_[margin:-margin, margin:-margin]
+        found = digit_and_lines(np.pad(gray, margin, constant_values=np.median(gray)))
+        if found[2] is not None and fills(found[2][inside], TIGHT_CROP_MARGIN):
+            ink, noise, digit, lines = found[0][inside], found[1], found[2][inside], found[3][inside]
     if digit is None:
         return np.zeros_like(gray)
     near_digit = dilate(digit, max(3, odd(0.05 * digit_size(digit))))
@@ -275,16 +285,36 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
     return ink * (255 / ink.max()) if ink.max() > 0 else ink
 
 
-def digit_and_lines(ink: np.ndarray, noise: float) -> tuple[np.ndarray | None, np.ndarray]:
-    """The digit's mask (None: no plausible digit) and the ruling lines' mask, from the ink and its noise level.
+def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | None, np.ndarray, np.ndarray]:
+    """The ink, its noise level, the digit's mask (None: no plausible digit), the ruling lines' mask and the strokes.
 
     Strokes are above the noise and at least a quarter as strong as the strongest ink.
     """
+    ink = ink_against_paper(gray)
+    noise = noise_level(ink)
     strokes = ink > max(noise, 0.25 * float(np.percentile(ink, 99.9)), 1.0)
     if max(ink.shape) <= THUMBNAIL_SIZE:  # MNIST's 28x28, an icon: all digit, no desk, ruling or specks
-        return (strokes if strokes.any() else None), np.zeros_like(strokes)
+        return ink, noise, (strokes if strokes.any() else None), np.zeros_like(strokes), strokes
     lines = straight_lines(ink > noise)  # faint ruling is whole just above the noise
-    return main_mark(strokes & ~lines), lines
+    strokes &= ~lines
+    return ink, noise, main_mark(strokes), lines, strokes
+
+
+def border_share(strokes: np.ndarray) -> float:
+    """The share of the picture's border that strokes cover: where a digit cropped tight crosses it, or much of
+    it where desk shows around the page."""
+    border = np.concatenate([strokes[0], strokes[-1], strokes[1:-1, 0], strokes[1:-1, -1]])
+    return float(border.mean())
+
+
+def fills(mask: np.ndarray, margin: float) -> bool:
+    """Whether the mask comes within `margin` (a fraction of the longer side) of all four sides of the picture:
+    a digit cropped tight does; desk, shadows and the page's edge lie along one to three sides."""
+    if not mask.any():
+        return False
+    reach = margin * max(mask.shape)
+    top, left, bottom, right = box_of(mask)
+    return max(top, left, mask.shape[0] - bottom, mask.shape[1] - right) <= reach
 
 
 def digit_size(digit: np.ndarray) -> int:
