@@ -274,6 +274,7 @@ def test_output_dir_that_cannot_be_created_is_one_sentence(tmp_path):
 
 HOLD_THE_LOCK = """
 import sys
+from pathlib import Path
 from mnist_vit.training import exclusive_output_dir
 with exclusive_output_dir(Path(sys.argv[1]), is_main_process=True):
     print("holding", flush=True)
