@@ -41,8 +41,8 @@ from .data import (
     InMemorySplit,
     collate_batch,
     limit_samples,
-    open_dataset,
     load_image_folders,
+    open_dataset,
     split_train_validation,
     to_pixel_arrays,
 )

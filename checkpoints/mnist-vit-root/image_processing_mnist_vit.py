@@ -273,9 +273,11 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
     if digit is None and max(gray.shape) > THUMBNAIL_SIZE and border_share(strokes) <= TIGHT_CROP_BORDER:
         margin = max(1, round(TIGHT_CROP_MARGIN * max(gray.shape)))
         inside = np.s_[margin:-margin, margin:-margin]
-        found = digit_and_lines(np.pad(gray, margin, constant_values=np.median(gray)))
-        if found[2] is not None and fills(found[2][inside], TIGHT_CROP_MARGIN):
-            ink, noise, digit, lines = found[0][inside], found[1], found[2][inside], found[3][inside]
+        padded_ink, padded_noise, padded_digit, padded_lines, _ = digit_and_lines(
+            np.pad(gray, margin, constant_values=np.median(gray))
+        )
+        if padded_digit is not None and fills(padded_digit[inside], TIGHT_CROP_MARGIN):
+            ink, noise, digit, lines = padded_ink[inside], padded_noise, padded_digit[inside], padded_lines[inside]
     if digit is None:
         return np.zeros_like(gray)
     near_digit = dilate(digit, max(3, odd(0.05 * digit_size(digit))))
