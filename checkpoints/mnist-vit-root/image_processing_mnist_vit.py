@@ -247,15 +247,10 @@ def in_mnist_form(gray: np.ndarray, height: int, width: int, digit_size: int) ->
     """Already an MNIST digit: `height` x `width`, white ink on a black ground, the box of its ink `digit_size`
     long and its centre of mass at the centre, so that the steps would hand it back as it is (59,985 of
     MNIST's 60,000 training digits; about 100 times faster than finding the digit)."""
-    if gray.shape != (height, width):
+    if gray.shape != (height, width) or not gray.any():
         return False
-    rows, cols = np.flatnonzero(gray.any(axis=1)), np.flatnonzero(gray.any(axis=0))
-    if rows.size == 0 or max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 != digit_size:
-        return False
-    total = gray.sum()
-    center_y = gray.sum(axis=1) @ np.arange(height) / total
-    center_x = gray.sum(axis=0) @ np.arange(width) / total
-    return round(height // 2 - center_y) == 0 and round(width // 2 - center_x) == 0
+    top, left, bottom, right = box_of(gray)
+    return max(bottom - top, right - left) == digit_size and shift_to_center_of_mass(gray, height, width) == (0, 0)
 
 
 def find_digit(gray: np.ndarray) -> np.ndarray:
@@ -305,8 +300,12 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
 def border_share(strokes: np.ndarray) -> float:
     """The share of the picture's border that strokes cover: where a digit cropped tight crosses it, or much of
     it where desk shows around the page."""
-    border = np.concatenate([strokes[0], strokes[-1], strokes[1:-1, 0], strokes[1:-1, -1]])
-    return float(border.mean())
+    return float(border_pixels(strokes).mean())
+
+
+def border_pixels(picture: np.ndarray) -> np.ndarray:
+    """The values on the picture's border, each pixel once."""
+    return np.concatenate([picture[0], picture[-1], picture[1:-1, 0], picture[1:-1, -1]])
 
 
 def fills(mask: np.ndarray, margin: float) -> bool:
@@ -431,8 +430,7 @@ def main_mark(strokes: np.ndarray) -> np.ndarray | None:
     np.maximum.at(right, which, xs + 1)
     size = np.maximum(bottom - top, right - left)
     # a stroke may run off the picture (a big drawing); desk, shadows and the page's edge lie along its border
-    border = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
-    along_border = np.bincount(border, minlength=count + 1)[1:]
+    along_border = np.bincount(border_pixels(labels), minlength=count + 1)[1:]
     plausible = (
         (areas >= 0.0005 * strokes.size)
         & (size >= 0.04 * max(height, width))
@@ -586,13 +584,10 @@ def place_on_canvas(ink: np.ndarray, height: int, width: int, by_center_of_mass:
     pixel of (14, 14), so rounding keeps MNIST digits exactly where they are. Otherwise the box is centred.
     """
     canvas = np.zeros((height, width), dtype=np.float32)
-    total = ink.sum()
-    if total == 0:
+    if ink.sum() == 0:
         return canvas
     if by_center_of_mass:
-        center_y = ink.sum(axis=1) @ np.arange(ink.shape[0]) / total
-        center_x = ink.sum(axis=0) @ np.arange(ink.shape[1]) / total
-        top, left = round(height // 2 - center_y), round(width // 2 - center_x)
+        top, left = shift_to_center_of_mass(ink, height, width)
     else:
         top, left = (height - ink.shape[0]) // 2, (width - ink.shape[1]) // 2
     # the part of the shifted ink that lies on the canvas
@@ -601,6 +596,15 @@ def place_on_canvas(ink: np.ndarray, height: int, width: int, by_center_of_mass:
     if y0 < y1 and x0 < x1:
         canvas[y0:y1, x0:x1] = ink[y0 - top : y1 - top, x0 - left : x1 - left]
     return canvas
+
+
+def shift_to_center_of_mass(ink: np.ndarray, height: int, width: int) -> tuple[int, int]:
+    """Where `ink`'s top-left corner goes on a (height, width) canvas so that its centre of mass lands on pixel
+    (height // 2, width // 2), to the nearest pixel. `ink` must hold some ink."""
+    total = ink.sum()
+    center_y = ink.sum(axis=1) @ np.arange(ink.shape[0]) / total
+    center_x = ink.sum(axis=0) @ np.arange(ink.shape[1]) / total
+    return round(height // 2 - center_y), round(width // 2 - center_x)
 
 
 def per_channel(values, num_channels: int) -> np.ndarray:
