@@ -120,6 +120,9 @@ def hyperparameter_table(args: dict, state: dict | None) -> str:
         ("label smoothing", args["label_smoothing_factor"]),
         ("gradient clipping", args["max_grad_norm"]),
         ("augmentation (random affine, per batch)", augmentation_text(args)),
+        ("distillation", f"from a small CNN trained first for {args['teacher_epochs']} epochs (soft targets, half "
+                         "the loss)" if args.get("teacher_epochs") else "none"),
+        ("typed digits added to the training split", args.get("typed_digits") or "none"),
         ("validation split", f"{args['validation_size']} digits held out of train"),
         ("precision", precision),
         ("seed", args["seed"]),

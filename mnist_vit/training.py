@@ -17,6 +17,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+from torch import nn
 from huggingface_hub import HfApi, get_token
 from scipy.special import softmax
 from transformers import (
@@ -32,7 +33,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
-from . import hub_upload
+from . import distillation, hub_upload
 from .configuration_mnist_vit import MnistViTConfig
 from .errors import UserError
 from .data import (
@@ -51,6 +52,7 @@ from .image_processing_mnist_vit import MnistViTImageProcessor
 from .modeling_mnist_vit import MnistViTForImageClassification
 from .report import expected_calibration_error, load_metric, write_report, write_training_curves
 from .transfer import StockModelInput
+from .typed_digits import typed_digits_split
 
 logger = logging.get_logger(__name__)
 
@@ -110,6 +112,11 @@ class DataArguments:
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N examples only."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Validate and test on N examples only."})
+    typed_digits: int = field(
+        default=0,
+        metadata={"help": "Add N digits typed in the installed fonts (not the benchmarks' DejaVu, STIX and Computer "
+                  "Modern) to the training split: the ten in turn, black on white at random sizes."},
+    )
 
 
 def new_default(name: str, value):
@@ -146,6 +153,11 @@ class MnistViTTrainingArguments(TrainingArguments):
                   "--model_name_or_path.", "aliases": ["--eval_only"]},
     )
     # Run modes: stop early, or search hyperparameters instead of one run.
+    teacher_epochs: int = field(
+        default=0,
+        metadata={"help": "Distillation: first train a small CNN teacher for N epochs on the same digits and "
+                  "augmentation, then train the model on the labels and the teacher's predictions (0: no teacher)."},
+    )
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after N evaluations without a better validation accuracy."}
     )
@@ -177,19 +189,33 @@ class MnistViTTrainingArguments(TrainingArguments):
 
 class AugmentingTrainer(Trainer):
     """A Trainer that augments each training batch after it reached the model's device, then (for a stock
-    model) makes every batch that model's input (`transfer.StockModelInput`)."""
+    model) makes every batch that model's input (`transfer.StockModelInput`). With a `teacher`, the training
+    loss is `distillation.distillation_loss`: the labels and the teacher's predictions for the augmented batch."""
 
-    def __init__(self, *args, augmentation: Augmentation, model_input: Callable | None = None, **kwargs):
+    def __init__(
+        self, *args, augmentation: Augmentation, model_input: Callable | None = None, teacher: nn.Module | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.augmentation = augmentation
         self.model_input = model_input
+        self.teacher = teacher
+        if teacher is not None:
+            self.loss_is_scaled_for_ga = False  # distillation_loss is a mean over the batch
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         pixel_values = inputs["pixel_values"]
         if model.training:
             pixel_values = self.augmentation(pixel_values)
+        if model.training and self.teacher is not None:
+            with torch.no_grad():
+                teacher_logits = self.teacher(pixel_values)
         if self.model_input is not None:
             pixel_values = self.model_input(pixel_values)
+        if model.training and self.teacher is not None:
+            outputs = model(pixel_values=pixel_values)
+            loss = distillation.distillation_loss(outputs.logits, teacher_logits, inputs["labels"], self.args.label_smoothing_factor)
+            return (loss, outputs) if return_outputs else loss
         inputs = {**inputs, "pixel_values": pixel_values}
         return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
 
@@ -217,7 +243,11 @@ def load_splits(data_args: DataArguments, cache_dir: str | None, token: str | No
         )
     size = data_args.validation_size
     dataset = split_train_validation(dataset, int(size) if size >= 1 else size, seed=42)
-    return limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples)
+    dataset = limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples)
+    if data_args.typed_digits:
+        typed = typed_digits_split(data_args.typed_digits, dataset["train"].features, seed=0)
+        dataset["train"] = datasets.concatenate_datasets([dataset["train"], typed])
+    return dataset
 
 
 def label_maps(label_names: list[str]) -> dict:
@@ -320,6 +350,8 @@ def check_numbers(data_args: DataArguments, training_args: TrainingArguments) ->
          "at least 1"),
         (data_args, "max_eval_samples", data_args.max_eval_samples is None or data_args.max_eval_samples >= 1,
          "at least 1"),
+        (data_args, "typed_digits", data_args.typed_digits >= 0, "0 or more"),
+        (training_args, "teacher_epochs", training_args.teacher_epochs >= 0, "0 or more"),
     ]
     for arguments, name, sensible, expected in checks:
         if not sensible:
@@ -328,7 +360,8 @@ def check_numbers(data_args: DataArguments, training_args: TrainingArguments) ->
 
 def is_unfinished_run_file(path: Path) -> bool:
     """What an unfinished train.py run leaves: checkpoints, logs, the lock."""
-    return path.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") or path.name in (LOCK_FILE, LOG_FOLDER)
+    unfinished = (LOCK_FILE, LOG_FOLDER, distillation.TEACHER_FILE)
+    return path.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") or path.name in unfinished
 
 
 def is_run_file(path: Path) -> bool:
@@ -519,6 +552,16 @@ def train_and_report(
     output_dir = Path(training_args.output_dir)
     resume = checkpoint_to_resume(training_args, model.config) if train else None
 
+    teacher, teacher_metrics = None, {}
+    if train and training_args.teacher_epochs:
+        say(training_args, f"Training a CNN teacher for {training_args.teacher_epochs} epochs")
+        with training_args.main_process_first(desc="the teacher"):
+            teacher = distillation.load_or_train_teacher(
+                output_dir, dataset["train"], len(label_names), augmentation, training_args.teacher_epochs,
+                training_args.seed, training_args.device,
+            )
+        teacher_metrics["teacher_eval_accuracy"] = distillation.accuracy(teacher, dataset["validation"], training_args.device)
+        say(training_args, f"Teacher's validation accuracy: {teacher_metrics['teacher_eval_accuracy']:.2%}")
     callbacks = []
     if training_args.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=training_args.early_stopping_patience))
@@ -535,6 +578,7 @@ def train_and_report(
         callbacks=callbacks,
         augmentation=augmentation,
         model_input=stock_input,
+        teacher=teacher,
     )
     if training_args.hp_search_trials:
         return search_hyperparameters(trainer, training_args.hp_search_trials, output_dir), trainer
@@ -548,9 +592,9 @@ def train_and_report(
         train_result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         temperature, calibration = calibrate(trainer, dataset["validation"])
         trainer.save_model()  # the best model, calibrated, with its image processor (and our code)
-        trainer.save_metrics("train", {**train_result.metrics, **calibration})
+        trainer.save_metrics("train", {**train_result.metrics, **teacher_metrics, **calibration})
         trainer.save_state()
-        results.update(train_result.metrics)
+        results.update(train_result.metrics, **teacher_metrics)
         if trainer.is_world_process_zero():
             write_train_args(output_dir, model_args, data_args, augmentation, training_args)
             write_training_curves(output_dir, trainer.state.log_history)

@@ -251,6 +251,8 @@ def test_output_dir_with_other_files_is_left_alone(tmp_path):
         ("--learning_rate", "-0.001", "--learning_rate must be above 0"),
         ("--max_train_samples", "0", "--max_train_samples must be at least 1, got 0."),
         ("--max_eval_samples", "-5", "--max_eval_samples must be at least 1"),
+        ("--typed_digits", "-1", "--typed_digits must be 0 or more"),
+        ("--teacher_epochs", "-3", "--teacher_epochs must be 0 or more"),
     ],
 )
 @pytest.mark.slow

@@ -1,0 +1,103 @@
+"""Distillation from a small convolutional teacher, the way DeiT taught a ViT from a CNN, keeping the model as it is.
+
+`train.py --teacher_epochs N` first trains `ConvTeacher` for N epochs on the same training digits and augmentation
+(a plain loop: a 140k-parameter CNN needs none of the Trainer), then trains the model on a mix of the labels and the
+teacher's soft predictions for each augmented batch (`distillation_loss`, on the classification head). The teacher
+is saved in the output folder, so a resumed run uses the same one; it is not part of the trained model.
+"""
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .data import Augmentation, InMemorySplit, collate_batch
+
+TEACHER_FILE = "teacher.safetensors"
+TEACHER_WIDTH = 32  # channels of the first convolutions; 2x and 4x deeper in
+TEACHER_BATCH_SIZE = 128
+TEACHER_LEARNING_RATE = 3e-3  # the peak of a one-cycle schedule
+TEACHER_WEIGHT = 0.5  # the teacher's share of the model's loss; the labels (smoothed) have the rest
+TEMPERATURE = 2.0  # softens both predictions before they are compared
+
+
+def conv_block(in_channels: int, out_channels: int) -> list[nn.Module]:
+    return [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU()]
+
+
+class ConvTeacher(nn.Sequential):
+    """Five 3x3 convolutions with batch norm (28 -> 14 -> 7 pixels), global average pooling and a linear head."""
+
+    def __init__(self, num_labels: int, width: int = TEACHER_WIDTH):
+        super().__init__(
+            *conv_block(1, width), *conv_block(width, width), nn.MaxPool2d(2),
+            *conv_block(width, 2 * width), *conv_block(2 * width, 2 * width), nn.MaxPool2d(2),
+            *conv_block(2 * width, 4 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_labels),
+        )
+
+
+def distillation_loss(
+    logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float
+) -> torch.Tensor:
+    """(1 - TEACHER_WEIGHT) x cross-entropy with the labels + TEACHER_WEIGHT x KL divergence from the teacher's
+    predictions, both softened by TEMPERATURE (times its square, so the gradients keep their size)."""
+    hard = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    soft = F.kl_div(
+        F.log_softmax(logits / TEMPERATURE, dim=-1), F.log_softmax(teacher_logits / TEMPERATURE, dim=-1),
+        reduction="batchmean", log_target=True,
+    )
+    return (1 - TEACHER_WEIGHT) * hard + TEACHER_WEIGHT * TEMPERATURE**2 * soft
+
+
+@torch.no_grad()
+def accuracy(teacher: ConvTeacher, split: InMemorySplit, device: torch.device) -> float:
+    teacher.eval()
+    correct = 0
+    for indices in torch.arange(len(split)).split(1000):
+        batch = collate_batch(split[indices])
+        correct += (teacher(batch["pixel_values"].to(device)).argmax(-1).cpu() == batch["labels"]).sum().item()
+    return correct / len(split)
+
+
+def train_teacher(
+    train: InMemorySplit, num_labels: int, augmentation: Augmentation, epochs: int, seed: int, device: torch.device
+) -> ConvTeacher:
+    """The teacher after `epochs` passes over `train` (AdamW, one-cycle schedule, label smoothing 0.1), each batch
+    augmented as the model's will be."""
+    torch.manual_seed(seed)
+    teacher = ConvTeacher(num_labels).to(device)
+    steps_per_epoch = math.ceil(len(train) / TEACHER_BATCH_SIZE)
+    optimizer = torch.optim.AdamW(teacher.parameters(), lr=TEACHER_LEARNING_RATE, weight_decay=5e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, TEACHER_LEARNING_RATE, total_steps=epochs * steps_per_epoch)
+    teacher.train()
+    for epoch in range(1, epochs + 1):
+        losses = []
+        for indices in torch.randperm(len(train)).split(TEACHER_BATCH_SIZE):
+            batch = collate_batch(train[indices])
+            pixel_values = augmentation(batch["pixel_values"].to(device))
+            loss = F.cross_entropy(teacher(pixel_values), batch["labels"].to(device), label_smoothing=0.1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.detach())
+        print(f"teacher epoch {epoch}/{epochs}: training loss {torch.stack(losses).mean().item():.4f}", flush=True)
+    return teacher.eval()
+
+
+def load_or_train_teacher(
+    output_dir: Path, train: InMemorySplit, num_labels: int, augmentation: Augmentation, epochs: int, seed: int,
+    device: torch.device,
+) -> ConvTeacher:
+    """The teacher saved in `output_dir` by this run before it was stopped, or a new one, trained and saved there."""
+    path = output_dir / TEACHER_FILE
+    if path.exists():
+        teacher = ConvTeacher(num_labels)
+        teacher.load_state_dict(load_file(path))
+        return teacher.to(device).eval()
+    teacher = train_teacher(train, num_labels, augmentation, epochs, seed, device)
+    save_file(teacher.state_dict(), path)
+    return teacher
