@@ -3,18 +3,22 @@
 `train.py --teacher_epochs N` first trains `ConvTeacher` for N epochs on the same training digits and augmentation
 (a plain loop: a 140k-parameter CNN needs none of the Trainer), then trains the model on a mix of the labels and the
 teacher's soft predictions for each augmented batch (`distillation_loss`, on the classification head). The teacher
-is saved in the output folder, so a resumed run uses the same one; it is not part of the trained model.
+is kept in the output folder while the run trains, so a resumed run uses the same one, and removed when it ends:
+it is not part of the trained model (its validation accuracy is in `train_results.json`).
 """
 
 import math
+import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .data import Augmentation, InMemorySplit, collate_batch
+from .errors import UserError
 
 TEACHER_FILE = "teacher.safetensors"
 TEACHER_WIDTH = 32  # channels of the first convolutions; 2x and 4x deeper in
@@ -90,14 +94,26 @@ def train_teacher(
 
 def load_or_train_teacher(
     output_dir: Path, train: InMemorySplit, num_labels: int, augmentation: Augmentation, epochs: int, seed: int,
-    device: torch.device,
+    device: torch.device, save: bool,
 ) -> ConvTeacher:
-    """The teacher saved in `output_dir` by this run before it was stopped, or a new one, trained and saved there."""
+    """The teacher that this run saved in `output_dir` before it was stopped, or a new one, trained (and with
+    `save`, saved there: written whole or not at all, with its epochs and labels to check a resume against)."""
     path = output_dir / TEACHER_FILE
+    wanted = {"epochs": str(epochs), "num_labels": str(num_labels)}
     if path.exists():
+        with safe_open(path, "pt") as saved:
+            recorded = saved.metadata() or {}
+        if recorded != wanted:
+            raise UserError(
+                f"{path} is the teacher of a run with other settings ({recorded}, now {wanted}): resume with the "
+                "same --teacher_epochs and data, or start afresh with --overwrite_output_dir."
+            )
         teacher = ConvTeacher(num_labels)
         teacher.load_state_dict(load_file(path))
         return teacher.to(device).eval()
     teacher = train_teacher(train, num_labels, augmentation, epochs, seed, device)
-    save_file(teacher.state_dict(), path)
+    if save:
+        partial = path.with_name(f".{path.name}.partial")
+        save_file(teacher.state_dict(), partial, metadata=wanted)
+        os.replace(partial, path)
     return teacher

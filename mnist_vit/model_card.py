@@ -16,6 +16,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, constants
 from .check_hub_folder import EXAMPLES_FOLDER, REMOTE_CODE_FOLDER
 from .configuration_mnist_vit import MnistViTConfig
 from .data import MNIST_HUB_NAME
+from .distillation import TEACHER_WEIGHT
 from .onnx_export import OnnxAgreement
 from .run_folder import STOCK_PIPELINE_RESULTS, TrainedRun
 from .widget_examples import WidgetExample
@@ -120,8 +121,8 @@ def hyperparameter_table(args: dict, state: dict | None) -> str:
         ("label smoothing", args["label_smoothing_factor"]),
         ("gradient clipping", args["max_grad_norm"]),
         ("augmentation (random affine, per batch)", augmentation_text(args)),
-        ("distillation", f"from a small CNN trained first for {args['teacher_epochs']} epochs (soft targets, half "
-                         "the loss)" if args.get("teacher_epochs") else "none"),
+        ("distillation", f"from a small CNN trained first for {args['teacher_epochs']} epochs (soft targets, "
+                         f"{TEACHER_WEIGHT:.0%} of the loss)" if args.get("teacher_epochs") else "none"),
         ("typed digits added to the training split", args.get("typed_digits") or "none"),
         ("validation split", f"{args['validation_size']} digits held out of train"),
         ("precision", precision),

@@ -17,7 +17,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from torch import nn
 from huggingface_hub import HfApi, get_token
 from scipy.special import softmax
 from transformers import (
@@ -110,7 +109,9 @@ class DataArguments:
         metadata={"help": "Examples held out of train for validation: a count, or a fraction below 1. "
                   "--train_val_split is the same flag.", "aliases": ["--train_val_split"]},
     )
-    max_train_samples: int | None = field(default=None, metadata={"help": "Train on the first N examples only."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train on the first N examples only (--typed_digits come on top)."}
+    )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Validate and test on N examples only."})
     typed_digits: int = field(
         default=0,
@@ -193,7 +194,8 @@ class AugmentingTrainer(Trainer):
     loss is `distillation.distillation_loss`: the labels and the teacher's predictions for the augmented batch."""
 
     def __init__(
-        self, *args, augmentation: Augmentation, model_input: Callable | None = None, teacher: nn.Module | None = None,
+        self, *args, augmentation: Augmentation, model_input: Callable | None = None,
+        teacher: distillation.ConvTeacher | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -359,7 +361,7 @@ def check_numbers(data_args: DataArguments, training_args: TrainingArguments) ->
 
 
 def is_unfinished_run_file(path: Path) -> bool:
-    """What an unfinished train.py run leaves: checkpoints, logs, the lock."""
+    """What an unfinished train.py run leaves: checkpoints, logs, the lock, a distillation's teacher."""
     unfinished = (LOCK_FILE, LOG_FOLDER, distillation.TEACHER_FILE)
     return path.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") or path.name in unfinished
 
@@ -554,11 +556,14 @@ def train_and_report(
 
     teacher, teacher_metrics = None, {}
     if train and training_args.teacher_epochs:
-        say(training_args, f"Training a CNN teacher for {training_args.teacher_epochs} epochs")
-        with training_args.main_process_first(desc="the teacher"):
+        saved = output_dir / distillation.TEACHER_FILE
+        say(training_args, f"Resuming with the teacher saved in {saved}" if saved.exists()
+            else f"Training a CNN teacher for {training_args.teacher_epochs} epochs")
+        # the main process trains and saves it; the others then read it (or, on another machine, train their own)
+        with training_args.main_process_first(local=False, desc="the teacher"):
             teacher = distillation.load_or_train_teacher(
                 output_dir, dataset["train"], len(label_names), augmentation, training_args.teacher_epochs,
-                training_args.seed, training_args.device,
+                training_args.seed, training_args.device, save=training_args.process_index == 0,
             )
         teacher_metrics["teacher_eval_accuracy"] = distillation.accuracy(teacher, dataset["validation"], training_args.device)
         say(training_args, f"Teacher's validation accuracy: {teacher_metrics['teacher_eval_accuracy']:.2%}")
@@ -590,6 +595,8 @@ def train_and_report(
         if resume is not None:
             print(f"Resuming from {resume}")
         train_result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        if trainer.is_world_process_zero():
+            (output_dir / distillation.TEACHER_FILE).unlink(missing_ok=True)  # needed only to resume
         temperature, calibration = calibrate(trainer, dataset["validation"])
         trainer.save_model()  # the best model, calibrated, with its image processor (and our code)
         trainer.save_metrics("train", {**train_result.metrics, **teacher_metrics, **calibration})

@@ -50,12 +50,18 @@ def training_fonts() -> list[Path]:
 
 def typed_digits_split(count: int, features: datasets.Features, seed: int) -> datasets.Dataset:
     """`count` typed digits (the ten in turn, the fonts in turn) as rows of a split with these `image` and
-    `label` features."""
+    `label` features, whose label names must include "0" to "9". The same `seed` gives the same pictures."""
+    names = features["label"].names
+    missing = [str(digit) for digit in range(10) if str(digit) not in names]
+    if missing:
+        raise UserError(f"--typed_digits adds the digits 0-9, but this dataset's labels lack {', '.join(missing)} "
+                        f"(its labels: {', '.join(names[:12])}): leave --typed_digits out.")
     fonts = training_fonts()
     if not fonts:
         raise UserError("--typed_digits found no installed font that sets the digits: install some (on Debian: "
                         "apt install fonts-liberation), or leave --typed_digits out.")
     rng = np.random.default_rng(seed)
-    labels = [index % 10 for index in range(count)]
-    images = [typed_digit(label, str(fonts[index // 10 % len(fonts)]), rng) for index, label in enumerate(labels)]
+    digits = [index % 10 for index in range(count)]
+    images = [typed_digit(digit, str(fonts[index // 10 % len(fonts)]), rng) for index, digit in enumerate(digits)]
+    labels = [names.index(str(digit)) for digit in digits]
     return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
