@@ -481,7 +481,8 @@ class Augmentation:
     upload_augmentation: bool = field(
         default=False,
         metadata={"help": "Augmentation: make most digits look like uploads after the stock ViT processor (either "
-                  "ink polarity, any size and place, paper, light, lines, blur, noise): the Hub root model's training."},
+                  "ink polarity, any size and place, dim or tinted paper, faint or bold ink, uneven light, a shadow "
+                  "band, glare, lines, the desk, a sticky note, blur, noise): the Hub root model's training."},
     )
 
     def __call__(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -2,8 +2,9 @@
 
 The stock processor resizes the whole picture to 28x28 and normalises; it does not find, crop, centre or invert
 the digit. So a drawing, a typed digit or a phone photo reaches the model as a small or large digit anywhere in
-the frame, dark on light paper or light on dark, squashed by the picture's aspect ratio, on tinted paper under
-uneven light, maybe with ruled lines or the desk at one border, blurred and noisy. `as_uploads` makes that of a
+the frame, dark on light paper or light on dark, squashed by the picture's aspect ratio, on tinted or dim paper
+under uneven light (a hard-edged shadow band, a glare spot), in faint pencil or black ink, maybe with ruled lines,
+the desk at one border or all around a sticky note, blurred and noisy. `as_uploads` makes that of a
 batch of MNIST digits (brightness in [0, 1], white on black), per image and in one pass on the batch's device:
 
     brightness = as_uploads(brightness, generator=generator)  # (B, 1, 28, 28) in, same shape out
@@ -23,7 +24,12 @@ DARK_INK_SHARE = 0.6  # of the others: dark ink on light paper (the rest: light 
 MNIST_DIGIT_LENGTH = 20 / 28  # an MNIST digit's longer side, as a share of its frame
 DIGIT_LENGTH = (0.2, 1.0)  # the digit's longer side in an upload, as a share of the frame's
 ASPECT = math.log(1.4)  # pictures of 3:4 or 4:3 squashed to square: the digit stretched by up to 1.4 either way
-LINES_SHARE, EDGE_SHARE = 0.35, 0.15  # of the dark-ink pictures: ruled or squared paper; the desk beyond the paper
+PAPER = (0.25, 1.0)  # dark-ink paper's brightness: a dim photo to white paper
+INK_CONTRAST = (0.3, 1.0)  # how much darker than the paper dark ink is, as a share of it: faint pencil to black ink
+MIN_DARKENING = 0.15  # ... and at least this much (of the full range), so that faint ink on dim paper stays visible
+# of the dark-ink pictures: ruled or squared paper; the desk beyond the paper's edge; a sticky note on the desk
+LINES_SHARE, EDGE_SHARE, NOTE_SHARE = 0.35, 0.15, 0.1
+SHADOW_BAND_SHARE, GLARE_SHARE = 0.2, 0.15  # of all pictures: the phone's hard-edged shadow; a glare spot
 OVERSAMPLING = 2
 BLUR_SIGMA = 1.0  # pixels of the 28x28 frame
 NOISE_STD = 0.05  # of the full brightness range
@@ -34,16 +40,20 @@ def as_uploads(brightness: torch.Tensor, generator: torch.Generator | None = Non
     batch, _, height, width = brightness.shape
     draw = Draws(batch, brightness.device, generator)
     ink = brightness.clamp(0, 1)
-    coverage = F.avg_pool2d(placed(ink, draw, OVERSAMPLING), OVERSAMPLING)  # (B, 1, H, W) in [0, 1]
-    coverage = coverage * draw.uniform(0.5, 1.0)  # faint pencil to felt pen
+    moved, digit_box = placed(ink, draw, OVERSAMPLING)
+    coverage = F.avg_pool2d(moved, OVERSAMPLING)  # (B, 1, H, W) in [0, 1]
+    coverage = coverage * draw.uniform(0.5, 1.0)  # a thin trace to a felt pen's
 
     dark_ink = draw.chance(DARK_INK_SHARE)
-    paper = torch.where(dark_ink, draw.uniform(0.55, 1.0), draw.uniform(0.0, 0.35))
-    ink_level = torch.where(dark_ink, paper * draw.uniform(0.0, 0.5), draw.uniform(0.6, 1.0))
+    paper = torch.where(dark_ink, draw.uniform(*PAPER), draw.uniform(0.0, 0.35))
+    darkening = torch.clamp(paper * draw.uniform(*INK_CONTRAST), min=MIN_DARKENING)
+    ink_level = torch.where(dark_ink, (paper - darkening).clamp(min=0), draw.uniform(0.6, 1.0))
     paper = paper * ruling(draw, height, width, dark_ink & draw.chance(LINES_SHARE))
     picture = paper + (ink_level - paper) * coverage
     picture = picture * light(draw, height, width)
+    picture = glare(picture, draw, draw.chance(GLARE_SHARE))
     picture = beyond_edge(picture, draw, dark_ink & draw.chance(EDGE_SHARE))
+    picture = on_sticky_note(picture, draw, digit_box, dark_ink & draw.chance(NOTE_SHARE))
     picture = blurred(picture, draw.uniform(0.0, BLUR_SIGMA))
     picture = picture + draw.normal(picture.shape) * draw.uniform(0.0, NOISE_STD)
     return torch.where(draw.chance(MNIST_SHARE), brightness, picture.clamp(0, 1).to(brightness.dtype))
@@ -67,9 +77,10 @@ class Draws:
         return torch.randn(shape, generator=self.generator, device=self.source_device).to(self.device)
 
 
-def placed(ink: torch.Tensor, draw: Draws, oversampling: int) -> torch.Tensor:
+def placed(ink: torch.Tensor, draw: Draws, oversampling: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     """The digits (B, 1, H, W) moved into frames `oversampling` times larger: the longer side `DIGIT_LENGTH` of
-    the frame's, stretched by the picture's aspect ratio, anywhere in it, with strokes thicker or thinner."""
+    the frame's, stretched by the picture's aspect ratio, anywhere in it, with strokes thicker or thinner; and
+    where each went, (centre x, centre y, half width, half height) in frame coordinates (-1 to 1), each (B,)."""
     batch, _, height, width = ink.shape
     length = draw.uniform(*DIGIT_LENGTH).view(batch)
     stretch = torch.exp(draw.uniform(-ASPECT, ASPECT).view(batch))
@@ -88,7 +99,8 @@ def placed(ink: torch.Tensor, draw: Draws, oversampling: int) -> torch.Tensor:
     ).view(batch, 2, 3).to(ink.dtype)
     grid = F.affine_grid(theta, [batch, 1, height * oversampling, width * oversampling], align_corners=False)
     moved = F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return stroke_weight(moved, draw.uniform(-1.0, 1.0), zoom=torch.minimum(zoom_x, zoom_y).view(batch, 1, 1, 1))
+    weighted = stroke_weight(moved, draw.uniform(-1.0, 1.0), zoom=torch.minimum(zoom_x, zoom_y).view(batch, 1, 1, 1))
+    return weighted, (centre_x, centre_y, length * torch.sqrt(stretch), length / torch.sqrt(stretch))
 
 
 def stroke_weight(ink: torch.Tensor, weight: torch.Tensor, zoom: torch.Tensor) -> torch.Tensor:
@@ -128,11 +140,40 @@ def line_coverage(position: torch.Tensor, spacing: torch.Tensor, thickness: torc
 
 
 def light(draw: Draws, height: int, width: int) -> torch.Tensor:
-    """(B, 1, H, W) brightness factors: a light gradient in a random direction, down to 50% at the dark side."""
+    """(B, 1, H, W) brightness factors: a light gradient in a random direction, down to 50% at the dark side,
+    and for a share `SHADOW_BAND_SHARE` the phone's shadow across the frame: a band 15-50% of it wide, hard-edged,
+    35-55% darker."""
     ys, xs = grid_coordinates(height, width, draw.device)
     direction = draw.uniform(0.0, 2 * math.pi)
     ramp = (xs * torch.cos(direction) + ys * torch.sin(direction)) / 2  # about -0.7..0.7
-    return 1 - draw.uniform(0.0, 0.5) * (ramp + 0.7) / 1.4
+    gradient = 1 - draw.uniform(0.0, 0.5) * (ramp + 0.7) / 1.4
+    angle = draw.uniform(0.0, math.pi)
+    across = xs * torch.cos(angle) + ys * torch.sin(angle)  # frame units along the band's normal
+    start, band_width, pixel = draw.uniform(-1.0, 0.6), draw.uniform(0.3, 1.0), 2 / height
+    band = ((across - start) / pixel).clamp(0, 1) * ((start + band_width - across) / pixel).clamp(0, 1)
+    return gradient * (1 - draw.uniform(0.35, 0.55) * band * draw.chance(SHADOW_BAND_SHARE))
+
+
+def glare(picture: torch.Tensor, draw: Draws, shown: torch.Tensor) -> torch.Tensor:
+    """Where `shown`: a glare spot (a Gaussian 5-12% of the frame wide) anywhere, washing out 60-90% towards white."""
+    ys, xs = grid_coordinates(*picture.shape[-2:], draw.device)
+    distance2 = (xs - draw.uniform(-1.0, 1.0)) ** 2 + (ys - draw.uniform(-1.0, 1.0)) ** 2
+    spot = torch.exp(-distance2 / (2 * (2 * draw.uniform(0.05, 0.12)) ** 2))
+    return picture + (1 - picture) * spot * draw.uniform(0.6, 0.9) * shown
+
+
+def on_sticky_note(picture: torch.Tensor, draw: Draws, digit_box: tuple[torch.Tensor, ...], shown: torch.Tensor) -> torch.Tensor:
+    """Where `shown`: the paper is a square note around the digit (a margin of 20-45% of its size, turned up to 10
+    degrees) and the desk (dark, 0.05-0.45) is everywhere else."""
+    ys, xs = grid_coordinates(*picture.shape[-2:], draw.device)
+    centre_x, centre_y, half_width, half_height = (value.view(-1, 1, 1, 1) for value in digit_box)
+    half = torch.maximum(half_width, half_height) * (1 + draw.uniform(0.2, 0.45))
+    angle = torch.deg2rad(draw.uniform(-10.0, 10.0))
+    u = (xs - centre_x) * torch.cos(angle) + (ys - centre_y) * torch.sin(angle)
+    v = (ys - centre_y) * torch.cos(angle) - (xs - centre_x) * torch.sin(angle)
+    on_note = ((half - torch.maximum(u.abs(), v.abs())) * picture.shape[-2] / 2 + 0.5).clamp(0, 1)
+    off_note = (1 - on_note) * shown
+    return picture * (1 - off_note) + draw.uniform(0.05, 0.45) * off_note
 
 
 def beyond_edge(picture: torch.Tensor, draw: Draws, shown: torch.Tensor) -> torch.Tensor:
