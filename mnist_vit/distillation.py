@@ -21,6 +21,7 @@ from .data import Augmentation, InMemorySplit, collate_batch
 from .errors import UserError
 
 TEACHER_FILE = "teacher.safetensors"
+PARTIAL_TEACHER_FILE = f".{TEACHER_FILE}.partial"  # while it is written
 TEACHER_WIDTH = 32  # channels of the first convolutions; 2x and 4x deeper in
 TEACHER_BATCH_SIZE = 128
 TEACHER_LEARNING_RATE = 3e-3  # the peak of a one-cycle schedule
@@ -113,7 +114,7 @@ def load_or_train_teacher(
         return teacher.to(device).eval()
     teacher = train_teacher(train, num_labels, augmentation, epochs, seed, device)
     if save:
-        partial = path.with_name(f".{path.name}.partial")
+        partial = output_dir / PARTIAL_TEACHER_FILE
         save_file(teacher.state_dict(), partial, metadata=wanted)
         os.replace(partial, path)
     return teacher

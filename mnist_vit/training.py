@@ -362,7 +362,7 @@ def check_numbers(data_args: DataArguments, training_args: TrainingArguments) ->
 
 def is_unfinished_run_file(path: Path) -> bool:
     """What an unfinished train.py run leaves: checkpoints, logs, the lock, a distillation's teacher."""
-    unfinished = (LOCK_FILE, LOG_FOLDER, distillation.TEACHER_FILE)
+    unfinished = (LOCK_FILE, LOG_FOLDER, distillation.TEACHER_FILE, distillation.PARTIAL_TEACHER_FILE)
     return path.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") or path.name in unfinished
 
 

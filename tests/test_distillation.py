@@ -68,6 +68,7 @@ def test_the_teacher_learns_mnist_and_a_saved_teacher_is_used_again(tmp_path):
 def test_an_unfinished_distilled_run_is_resumed_not_refused(tmp_path):
     (tmp_path / "checkpoint-10").mkdir()
     (tmp_path / distillation.TEACHER_FILE).write_bytes(b"")
+    (tmp_path / distillation.PARTIAL_TEACHER_FILE).write_bytes(b"")  # a save cut short
     check_output_dir(tmp_path)  # no error: the folder holds only what the run itself wrote
 
 
