@@ -153,12 +153,12 @@ class MnistViTTrainingArguments(TrainingArguments):
         metadata={"help": "Write the report on the test split. --eval_only is the same flag: alone, it reports on "
                   "--model_name_or_path.", "aliases": ["--eval_only"]},
     )
-    # Run modes: stop early, or search hyperparameters instead of one run.
     teacher_epochs: int = field(
         default=0,
         metadata={"help": "Distillation: first train a small CNN teacher for N epochs on the same digits and "
                   "augmentation, then train the model on the labels and the teacher's predictions (0: no teacher)."},
     )
+    # Run modes: stop early, or search hyperparameters instead of one run.
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after N evaluations without a better validation accuracy."}
     )
@@ -209,12 +209,13 @@ class AugmentingTrainer(Trainer):
         pixel_values = inputs["pixel_values"]
         if model.training:
             pixel_values = self.augmentation(pixel_values)
-        if model.training and self.teacher is not None:
+        distilling = model.training and self.teacher is not None
+        if distilling:
             with torch.no_grad():
                 teacher_logits = self.teacher(pixel_values)
         if self.model_input is not None:
             pixel_values = self.model_input(pixel_values)
-        if model.training and self.teacher is not None:
+        if distilling:
             outputs = model(pixel_values=pixel_values)
             loss = distillation.distillation_loss(outputs.logits, teacher_logits, inputs["labels"], self.args.label_smoothing_factor)
             return (loss, outputs) if return_outputs else loss
