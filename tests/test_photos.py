@@ -50,6 +50,14 @@ def test_phone_photos_are_read(classifier, training_digits, conditions, per_cond
     assert accuracy(classifier, [opened(jpeg) for _, _, jpeg in photos], [label for _, label, _ in photos]) >= at_least
 
 
+@pytest.mark.slow  # 40 photos made and read
+def test_bold_pencil_and_dim_noisy_photos_keep_their_strokes(classifier, training_digits):
+    """The conditions that once lost strokes: a pencil's bold, grainy strokes (the paper in a loop or between the
+    grains taken for light ink on a dark ground) and a dim, noisy photo (strokes broken up by the noise)."""
+    photos = photo_set(*training_digits, ("pencil", "dim"), 20, seed=6, long_side=SIZES)
+    assert accuracy(classifier, [opened(jpeg) for _, _, jpeg in photos], [label for _, label, _ in photos]) >= 0.95
+
+
 def test_sideways_photos_are_turned_upright_by_their_exif_tag(classifier, training_digits):
     photos = photo_set(*training_digits, ("sideways",), 6, seed=4, long_side=SIZES)
     stored = [Image.open(io.BytesIO(jpeg)) for _, _, jpeg in photos]
