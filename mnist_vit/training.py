@@ -195,7 +195,7 @@ class AugmentingTrainer(Trainer):
 
     def __init__(
         self, *args, augmentation: Augmentation, model_input: Callable | None = None,
-        teacher: distillation.ConvTeacher | None = None,
+        teacher: distillation.InferenceTeacher | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)

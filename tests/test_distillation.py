@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from conftest import MNIST_DIR, QUICK_RUN_FLAGS, TINY_MODEL, run_train
 from mnist_vit import MnistViTConfig, MnistViTForImageClassification, distillation
-from mnist_vit.data import Augmentation, InMemorySplit, read_idx
+from mnist_vit.data import Augmentation, InMemorySplit, collate_batch, read_idx
 from mnist_vit.errors import UserError
 from mnist_vit.training import AugmentingTrainer, MnistViTTrainingArguments, check_output_dir
 
@@ -54,15 +54,30 @@ def test_the_teacher_learns_mnist_and_a_saved_teacher_is_used_again(tmp_path):
     teacher = distillation.load_or_train_teacher(tmp_path, train, 10, augmentation, 2, 0, cpu, save=True)
     assert not teacher.training  # batch norm with its running statistics
     assert distillation.accuracy(teacher, held_out, cpu) > 0.9
-    saved = load_file(tmp_path / distillation.TEACHER_FILE)
+    assert set(load_file(tmp_path / distillation.TEACHER_FILE)) == set(distillation.ConvTeacher(10).state_dict())
     # a resumed run reads the teacher back rather than train another (which a new seed would make differ)
     again = distillation.load_or_train_teacher(tmp_path, train, 10, augmentation, 2, 1, cpu, save=True)
     assert not again.training
-    for name, value in again.state_dict().items():
-        torch.testing.assert_close(value, saved[name])
+    digits = collate_batch(held_out[torch.arange(100)])["pixel_values"]
+    with torch.no_grad():
+        torch.testing.assert_close(again(digits), teacher(digits))
     # a resume with another teacher is refused, naming what differs
     with pytest.raises(UserError, match="other settings.*--teacher_epochs"):
         distillation.load_or_train_teacher(tmp_path, train, 10, augmentation, 3, 0, cpu, save=True)
+
+
+def test_the_inference_teacher_predicts_what_the_teacher_does():
+    torch.manual_seed(0)
+    teacher = distillation.ConvTeacher(10, width=8)
+    for module in teacher.modules():  # batch norms with statistics of their own, as after training
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1), module.running_var.uniform_(0.5, 2), module.weight.data.uniform_(0.5, 2)
+    digits = torch.randn(16, 1, 28, 28)
+    with torch.no_grad():
+        expected = teacher.eval()(digits)
+        fast = distillation.InferenceTeacher(teacher)
+        torch.testing.assert_close(fast(digits), expected, atol=1e-4, rtol=1e-4)
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in fast.modules())  # folded away
 
 
 def test_an_unfinished_distilled_run_is_resumed_not_refused(tmp_path):
@@ -74,7 +89,7 @@ def test_an_unfinished_distilled_run_is_resumed_not_refused(tmp_path):
 
 def test_the_trainer_uses_the_teacher_for_the_training_loss_only(tmp_path):
     model = MnistViTForImageClassification(MnistViTConfig(hidden_size=32, num_hidden_layers=1, intermediate_size=64))
-    teacher = distillation.ConvTeacher(10, width=4).eval()
+    teacher = distillation.InferenceTeacher(distillation.ConvTeacher(10, width=4))
     args = MnistViTTrainingArguments(
         output_dir=str(tmp_path), label_smoothing_factor=0.1, eval_strategy="no", load_best_model_at_end=False, use_cpu=True
     )
