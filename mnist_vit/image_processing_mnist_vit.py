@@ -292,12 +292,12 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
     noise, so that the strokes stay whole, for a blur that the digit's reduction to 20 pixels hides.
     """
     ink = ink_against_paper(gray)
-    noise = noise_level(ink)
+    noise, strongest = noise_level(ink), float(np.percentile(ink, 99.9))
     thumbnail = max(ink.shape) <= THUMBNAIL_SIZE  # MNIST's 28x28, an icon: all digit, no desk, ruling or specks
-    if not thumbnail and noise > NOISY * float(np.percentile(ink, 99.9)):
+    if not thumbnail and noise > NOISY * strongest:
         ink = box_blur_3x3(ink)
-        noise = noise_level(ink)
-    strokes = ink > max(noise, 0.25 * float(np.percentile(ink, 99.9)), 1.0)
+        noise, strongest = noise_level(ink), float(np.percentile(ink, 99.9))
+    strokes = ink > max(noise, 0.25 * strongest, 1.0)
     if thumbnail:
         return ink, noise, (strokes if strokes.any() else None), np.zeros_like(strokes), strokes
     lines = straight_lines(ink > noise)  # faint ruling is whole just above the noise
