@@ -32,10 +32,11 @@ REPORT_FILES = [
 
 @pytest.mark.slow
 def test_short_run_reaches_85_percent_and_writes_the_full_report(tmp_path):
+    # 8 epochs: 93.5-94.5% over seeds 42, 1, 2 here; 4 epochs gave 83-91% (seed and CPU decide), too close to 85
     output_dir = tmp_path / "run"
     result = run_train(
         "--output_dir", str(output_dir), *TINY_MODEL, *NO_AUGMENTATION,
-        "--max_train_samples", "10000", "--max_eval_samples", "1000", "--num_train_epochs", "4",
+        "--max_train_samples", "10000", "--max_eval_samples", "1000", "--num_train_epochs", "8",
         "--per_device_train_batch_size", "32", "--learning_rate", "2e-3", "--weight_decay", "0",
         "--label_smoothing_factor", "0", "--disable_tqdm", "true",
     )
