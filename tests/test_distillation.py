@@ -51,19 +51,19 @@ def test_the_teacher_learns_mnist_and_a_saved_teacher_is_used_again(tmp_path):
     train, held_out = split_of(4000), split_of(1000, offset=50000)
     augmentation = Augmentation()
     cpu = torch.device("cpu")
-    teacher = distillation.load_or_train_teacher(tmp_path, train, 10, augmentation, 2, 0, cpu, save=True)
+    teacher = distillation.load_or_train_teacher(tmp_path, train, 10, augmentation, 3, 0, cpu, save=True)
     assert not teacher.training  # batch norm with its running statistics
-    assert distillation.accuracy(teacher, held_out, cpu) > 0.9
+    assert distillation.accuracy(teacher, held_out, cpu) > 0.9  # 95.0-95.8% over seeds 0-3 here (2 epochs: 92.5-94.3%)
     assert set(load_file(tmp_path / distillation.TEACHER_FILE)) == set(distillation.ConvTeacher(10).state_dict())
     # a resumed run reads the teacher back rather than train another (which a new seed would make differ)
-    again = distillation.load_or_train_teacher(tmp_path, train, 10, augmentation, 2, 1, cpu, save=True)
+    again = distillation.load_or_train_teacher(tmp_path, train, 10, augmentation, 3, 1, cpu, save=True)
     assert not again.training
     digits = collate_batch(held_out[torch.arange(100)])["pixel_values"]
     with torch.no_grad():
         torch.testing.assert_close(again(digits), teacher(digits))
     # a resume with another teacher is refused, naming what differs
     with pytest.raises(UserError, match="other settings.*--teacher_epochs"):
-        distillation.load_or_train_teacher(tmp_path, train, 10, augmentation, 3, 0, cpu, save=True)
+        distillation.load_or_train_teacher(tmp_path, train, 10, augmentation, 4, 0, cpu, save=True)
 
 
 def test_the_inference_teacher_predicts_what_the_teacher_does():
