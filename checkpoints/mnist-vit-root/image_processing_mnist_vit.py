@@ -35,6 +35,9 @@ TIGHT_CROP_BORDER = 0.25
 NOISY = 0.4
 # The narrowest window that measures the paper around ink: wider than the thickest strokes of a 28x28 digit
 MIN_WINDOW = 9
+# Paper this even (the share of the ink's contrast between the typical and the lightest pixel) is plain: a canvas,
+# a scan, MNIST. Phone photos measure 0.03-0.2 (noise, light), drawings and typed digits 0.
+PLAIN = 0.01
 # ITU-R 601-2 luma, the weights PIL uses for convert("L")
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -343,12 +346,19 @@ def ink_against_paper(gray: np.ndarray) -> np.ndarray:
     a shadow, but not strokes. The window, 12% of the picture, is wider than a pen's stroke and narrower than
     most shadows. A stroke wider still (a felt pen, a digit that fills the picture) stays in that paper as a
     patch as dark as ink, which no shadow is: there the paper is seen through a window of half the picture.
+    Plain paper (a drawing app's canvas, a typed digit, MNIST: half the picture or more within PLAIN of the ink's
+    contrast from the lightest level) has no light to flatten: the ink is its difference to the typical level,
+    however wide the strokes.
     """
     wide = max(2 * MIN_WINDOW + 1, odd(0.48 * max(gray.shape)))
     # a thumbnail (MNIST's 28x28, an icon) is all digit, with no room for shadows: wide windows only
     narrow = wide if max(gray.shape) <= THUMBNAIL_SIZE else max(MIN_WINDOW, odd(0.12 * max(gray.shape)))
-    if not has_dark_ink(gray, narrow):  # the same on the negative picture
-        gray = 255 - gray
+    levels = np.percentile(gray, [0.5, 50, 99.5])  # darkest, typical, lightest
+    if not has_dark_ink(gray, narrow, *levels):  # the same on the negative picture
+        gray, levels = 255 - gray, 255 - levels[::-1]
+    darkest, typical, lightest = levels
+    if lightest - typical <= PLAIN * (lightest - darkest):
+        return np.clip(typical - gray, 0, None)
     paper = closing(gray, narrow)
     if paper.min() < 255 / 3:  # else no paper is under a third of any wide paper (at most 255): nothing to do
         wide_paper = closing(gray, wide)
@@ -356,7 +366,7 @@ def ink_against_paper(gray: np.ndarray) -> np.ndarray:
     return paper - gray
 
 
-def has_dark_ink(gray: np.ndarray, window: int) -> bool:
+def has_dark_ink(gray: np.ndarray, window: int, darkest: float, typical: float, lightest: float) -> bool:
     """Dark ink on light paper, or light ink on a dark ground, from the picture's levels or else from its dark
     and light features narrower than `window`.
 
@@ -366,7 +376,6 @@ def has_dark_ink(gray: np.ndarray, window: int) -> bool:
     A light feature counts only as far as it is lighter than the typical level: the paper inside the loop of
     a dark 9, or between the grains of a pencil stroke, is a narrow light feature too, but no lighter than paper.
     """
-    darkest, typical, lightest = np.percentile(gray, [0.5, 50, 99.5])
     if typical - darkest < 0.1 * (lightest - typical):
         return False
     if lightest - typical < 0.1 * (typical - darkest):
