@@ -9,7 +9,9 @@ batch of MNIST digits (brightness in [0, 1], white on black), per image and in o
 
     brightness = as_uploads(brightness, generator=generator)  # (B, 1, 28, 28) in, same shape out
 
-A share `MNIST_SHARE` of the batch stays as it came, so the model keeps reading MNIST itself. The digit is drawn
+A share `MNIST_SHARE` of the batch stays as it came, so the model keeps reading MNIST itself, and a share
+`CLEAN_SHARE` of the dark-ink pictures is a clean drawing or typed digit: black ink on white paper, with none of a
+photo's light, lines, desk or noise (a drawing app's canvas, a screenshot). The digit is drawn
 at twice the resolution and averaged down, as the processor's filter averages a large picture. JPEG artefacts
 are not imitated: blur and noise stand in for them.
 """
@@ -21,6 +23,7 @@ import torch.nn.functional as F
 
 MNIST_SHARE = 0.2  # pictures left as MNIST digits
 DARK_INK_SHARE = 0.6  # of the others: dark ink on light paper (the rest: light on dark)
+CLEAN_SHARE = 0.3  # of the dark-ink pictures: a clean canvas (paper 0.9-1, ink 0-0.2), no light, lines or noise
 MNIST_DIGIT_LENGTH = 20 / 28  # an MNIST digit's longer side, as a share of its frame
 DIGIT_LENGTH = (0.2, 1.0)  # the digit's longer side in an upload, as a share of the frame's
 ASPECT = math.log(1.4)  # pictures of 3:4 or 4:3 squashed to square: the digit stretched by up to 1.4 either way
@@ -45,17 +48,21 @@ def as_uploads(brightness: torch.Tensor, generator: torch.Generator | None = Non
     coverage = coverage * draw.uniform(0.5, 1.0)  # a thin trace to a felt pen's
 
     dark_ink = draw.chance(DARK_INK_SHARE)
+    clean = dark_ink & draw.chance(CLEAN_SHARE)
+    photo = ~clean
     paper = torch.where(dark_ink, draw.uniform(*PAPER), draw.uniform(0.0, 0.35))
+    paper = torch.where(clean, draw.uniform(0.9, 1.0), paper)
     darkening = torch.clamp(paper * draw.uniform(*INK_CONTRAST), min=MIN_DARKENING)
     ink_level = torch.where(dark_ink, (paper - darkening).clamp(min=0), draw.uniform(0.6, 1.0))
-    paper = paper * ruling(draw, height, width, dark_ink & draw.chance(LINES_SHARE))
+    ink_level = torch.where(clean, draw.uniform(0.0, 0.2), ink_level)
+    paper = paper * ruling(draw, height, width, dark_ink & photo & draw.chance(LINES_SHARE))
     picture = paper + (ink_level - paper) * coverage
-    picture = picture * light(draw, height, width)
-    picture = glare(picture, draw, draw.chance(GLARE_SHARE))
-    picture = beyond_edge(picture, draw, dark_ink & draw.chance(EDGE_SHARE))
-    picture = on_sticky_note(picture, draw, digit_box, dark_ink & draw.chance(NOTE_SHARE))
+    picture = torch.where(clean, picture, picture * light(draw, height, width))
+    picture = glare(picture, draw, photo & draw.chance(GLARE_SHARE))
+    picture = beyond_edge(picture, draw, dark_ink & photo & draw.chance(EDGE_SHARE))
+    picture = on_sticky_note(picture, draw, digit_box, dark_ink & photo & draw.chance(NOTE_SHARE))
     picture = blurred(picture, draw.uniform(0.0, BLUR_SIGMA))
-    picture = picture + draw.normal(picture.shape) * draw.uniform(0.0, NOISE_STD)
+    picture = picture + draw.normal(picture.shape) * draw.uniform(0.0, NOISE_STD) * photo
     return torch.where(draw.chance(MNIST_SHARE), brightness, picture.clamp(0, 1).to(brightness.dtype))
 
 

@@ -50,6 +50,14 @@ def test_a_share_stays_mnist_and_the_rest_has_both_polarities(brightness):
     assert (dark_ink & (paper < 0.4)).any()  # and dark ink on dim paper
 
 
+def test_a_share_is_a_clean_canvas(brightness):
+    pixels = as_uploads(brightness, generator=seeded(0)).flatten(1)
+    paper = pixels.median(dim=1).values
+    # white paper, even to the last pixel: no light, lines, desk or noise
+    clean = (paper > 0.88) & (pixels.max(dim=1).values - paper < 0.002)
+    assert 0.08 < clean.float().mean().item() < 0.2  # of the pictures: a drawing app's export is a common upload
+
+
 def test_the_digit_takes_20_to_100_percent_of_the_frame_anywhere_in_it(brightness):
     coverage = torch.nn.functional.avg_pool2d(placed(brightness, Draws(BATCH, brightness.device, seeded(0)), 2)[0], 2)
     boxes = [ink_box(picture) for picture in coverage[:, 0].numpy()]
