@@ -28,6 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TARGETS = {"drawings": 0.95, "typed": 0.90, "photos (ordinary)": 0.80, "photos (hard)": 0.80, "MNIST test": 0.993}
 PHOTO_SIDE = (600, 1200)
 BATCH_SIZE = 64
+TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
 
 def export_root(model: Path, folder: Path) -> None:
@@ -61,8 +62,7 @@ def write_pictures(data_dir: Path, per_set: int, folder: Path) -> dict[str, list
     from mnist_vit import photos
     from mnist_vit.data import read_idx
 
-    digits = read_idx(data_dir / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(data_dir / "t10k-labels-idx1-ubyte.gz")
+    digits, labels = (read_idx(data_dir / name) for name in TEST_FILES)
     rng = np.random.default_rng(0)
     sets = {}
 
@@ -106,8 +106,7 @@ def read_with_stock_pipeline(root: Path, pictures: Path, data_dir: Path) -> dict
     for name, files in sets.items():
         predicted = classifier([str(pictures / file) for file, _ in files], top_k=1, batch_size=BATCH_SIZE)
         accuracy[name] = float(np.mean([int(p[0]["label"]) == label for p, (_, label) in zip(predicted, files)]))
-    digits = read_idx_plain(data_dir / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx_plain(data_dir / "t10k-labels-idx1-ubyte.gz")
+    digits, labels = (read_idx_plain(data_dir / name) for name in TEST_FILES)
     predicted = classifier([Image.fromarray(digit) for digit in digits], top_k=1, batch_size=BATCH_SIZE)
     accuracy["MNIST test"] = float(np.mean([int(p[0]["label"]) == label for p, label in zip(predicted, labels)]))
     return accuracy
@@ -138,7 +137,7 @@ def print_table(model: Path, accuracy: dict[str, float], counts: dict[str, int])
     print("| --- | ---: | ---: | ---: | --- |")
     for name, value in accuracy.items():
         target = TARGETS[name]
-        verdict = "met" if value >= target else f"missed by {(target - value) * 100:.1f} points"
+        verdict = "met" if value >= target else f"missed by {(target - value) * 100:.2f} points"
         print(f"| {name} | {counts[name]:,} | {value:.2%} | {target:.1%} | {verdict} |")
 
 
@@ -154,6 +153,14 @@ def main() -> None:
     parser.add_argument("--per_set", type=int, default=300, help="Pictures per set (photos: split over conditions).")
     parser.add_argument("--save", action="store_true", help="Write the figures to the model folder for its card.")
     args = parser.parse_args()
+    if not (args.model / "config.json").is_file():
+        parser.error(f"--model {args.model} is no model folder (it has no config.json): give a trained mnist-vit "
+                     "folder, such as checkpoints/mnist-vit-root, or a plain ViT's.")
+    for name in TEST_FILES:
+        if not (args.data_dir / name).is_file():
+            parser.error(f"--data_dir {args.data_dir} has no {name}: give the folder of MNIST's gzipped IDX files.")
+    if args.per_set < 1:
+        parser.error(f"--per_set must be at least 1, got {args.per_set}.")
     accuracy, counts = measure(args.model, args.data_dir, args.per_set)
     print_table(args.model, accuracy, counts)
     if args.save:
