@@ -486,11 +486,18 @@ class Augmentation:
     )
 
     def __call__(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        moved = random_affine(
+        return self.as_uploads(self.moved(pixel_values, generator), generator)
+
+    def moved(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Each digit of the normalised batch under its own random affine map."""
+        return random_affine(
             pixel_values, rotation=self.rotation, translate=self.translate, scale=(1 - self.zoom, 1 + self.zoom),
             shear=self.shear, hflip=self.hflip, generator=generator,
         )
+
+    def as_uploads(self, pixel_values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """With `upload_augmentation`, the normalised digits made to look like uploads; else as they are."""
         if not self.upload_augmentation:
-            return moved
-        brightness = moved * MNIST_STD + MNIST_MEAN
+            return pixel_values
+        brightness = pixel_values * MNIST_STD + MNIST_MEAN
         return (as_uploads(brightness, generator=generator) - MNIST_MEAN) / MNIST_STD

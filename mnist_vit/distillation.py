@@ -5,6 +5,10 @@
 teacher's soft predictions for each augmented batch (`distillation_loss`, on the classification head). The teacher
 is kept in the output folder while the run trains, so a resumed run uses the same one, and removed when it ends:
 it is not part of the trained model (its validation accuracy is in `train_results.json`).
+
+`train.py --teacher_model NAME` distils from a trained mnist-vit model instead (`ModelTeacher`): the Hub root's
+training, where the shipped model reads each digit as it is and the root learns to read the upload made of it
+(`--upload_augmentation`) the same way. Either teacher sees the digits before they are made uploads.
 """
 
 import math
@@ -64,6 +68,32 @@ class InferenceTeacher(nn.Sequential):
         return super().forward(pixel_values.contiguous(memory_format=torch.channels_last))
 
 
+class ModelTeacher(nn.Module):
+    """A trained mnist-vit model as the teacher (`train.py --teacher_model`): its logits for a normalised batch."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.eval()
+
+    @classmethod
+    def from_pretrained(cls, name: str, num_labels: int, device: torch.device, token: str | None) -> "ModelTeacher":
+        from .modeling_mnist_vit import MnistViTForImageClassification
+
+        try:
+            model = MnistViTForImageClassification.from_pretrained(name, token=token)
+        except (OSError, ValueError) as err:  # no such folder or repo, not an mnist-vit model, no network
+            raise UserError(f"Could not load the teacher model {name!r}: {err}") from err
+        if model.config.num_labels != num_labels:
+            raise UserError(
+                f"The teacher model {name!r} classifies {model.config.num_labels} labels, the data has {num_labels}: "
+                "give a teacher trained on the same labels."
+            )
+        return cls(model.to(device))
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixel_values).logits
+
+
 def distillation_loss(
     logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float
 ) -> torch.Tensor:
@@ -102,7 +132,7 @@ def train_teacher(
         losses = []
         for indices in torch.randperm(len(train)).split(TEACHER_BATCH_SIZE):
             batch = collate_batch(train[indices])
-            pixel_values = augmentation(batch["pixel_values"].to(device))
+            pixel_values = augmentation.moved(batch["pixel_values"].to(device))
             loss = F.cross_entropy(teacher(pixel_values), batch["labels"].to(device), label_smoothing=0.1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

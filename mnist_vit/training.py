@@ -158,6 +158,12 @@ class MnistViTTrainingArguments(TrainingArguments):
         metadata={"help": "Distillation: first train a small CNN teacher for N epochs on the same digits and "
                   "augmentation, then train the model on the labels and the teacher's predictions (0: no teacher)."},
     )
+    teacher_model: str | None = field(
+        default=None,
+        metadata={"help": "Distillation from a trained mnist-vit model (a folder or Hub id) instead of a CNN: it "
+                  "reads each digit as it is before --upload_augmentation, and the model learns to read the "
+                  "upload made of it the same way."},
+    )
     # Run modes: stop early, or search hyperparameters instead of one run.
     early_stopping_patience: int | None = field(
         default=None, metadata={"help": "Stop after N evaluations without a better validation accuracy."}
@@ -207,12 +213,13 @@ class AugmentingTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         pixel_values = inputs["pixel_values"]
-        if model.training:
-            pixel_values = self.augmentation(pixel_values)
         distilling = model.training and self.teacher is not None
-        if distilling:
-            with torch.no_grad():
-                teacher_logits = self.teacher(pixel_values)
+        if model.training:
+            pixel_values = self.augmentation.moved(pixel_values)
+            if distilling:
+                with torch.no_grad():
+                    teacher_logits = self.teacher(pixel_values)  # the digit before it is made an upload
+            pixel_values = self.augmentation.as_uploads(pixel_values)
         if self.model_input is not None:
             pixel_values = self.model_input(pixel_values)
         if distilling:
@@ -359,6 +366,8 @@ def check_numbers(data_args: DataArguments, training_args: TrainingArguments) ->
     for arguments, name, sensible, expected in checks:
         if not sensible:
             raise UserError(f"--{name} must be {expected}, got {getattr(arguments, name)}.")
+    if training_args.teacher_model and training_args.teacher_epochs:
+        raise UserError("--teacher_model and --teacher_epochs each choose a teacher: give one of them.")
 
 
 def is_unfinished_run_file(path: Path) -> bool:
@@ -556,6 +565,10 @@ def train_and_report(
     resume = checkpoint_to_resume(training_args, model.config) if train else None
 
     teacher, teacher_metrics = None, {}
+    if train and training_args.teacher_model:
+        teacher = distillation.ModelTeacher.from_pretrained(
+            training_args.teacher_model, len(label_names), training_args.device, token
+        )
     if train and training_args.teacher_epochs:
         saved = output_dir / distillation.TEACHER_FILE
         say(training_args, f"Resuming with the teacher saved in {saved}" if saved.exists()

@@ -1,4 +1,5 @@
-"""Distillation from a CNN teacher (`train.py --teacher_epochs N`): the loss, the teacher, and a run that uses one."""
+"""Distillation from a CNN teacher (`train.py --teacher_epochs N`) or a trained model (`--teacher_model`): the loss,
+the teachers, what they read, and runs that use one."""
 
 import json
 
@@ -9,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from conftest import MNIST_DIR, QUICK_RUN_FLAGS, TINY_MODEL, run_train
+from conftest import MNIST_DIR, QUICK_RUN_FLAGS, TINY_MODEL, assert_user_error, run_train
 from mnist_vit import MnistViTConfig, MnistViTForImageClassification, distillation
 from mnist_vit.data import Augmentation, InMemorySplit, collate_batch, read_idx
 from mnist_vit.errors import UserError
@@ -114,3 +115,43 @@ def test_a_distilled_run_reports_its_teacher_and_leaves_it_out_of_the_result(tmp
     results = json.loads((output_dir / "train_results.json").read_text())
     assert 0 <= results["teacher_eval_accuracy"] <= 1  # how well it learns: the test above
     assert not (output_dir / distillation.TEACHER_FILE).exists()  # needed only to resume; not part of the model
+
+
+def test_a_model_teacher_reads_each_digit_before_it_is_made_an_upload(tmp_path):
+    model = MnistViTForImageClassification(MnistViTConfig(hidden_size=32, num_hidden_layers=1, intermediate_size=64))
+    teacher_read, model_read = [], []
+
+    def teacher(pixel_values):
+        teacher_read.append(pixel_values)
+        return torch.zeros(len(pixel_values), 10)
+
+    model.register_forward_pre_hook(lambda module, args, kwargs: model_read.append(kwargs["pixel_values"]), with_kwargs=True)
+    args = MnistViTTrainingArguments(output_dir=str(tmp_path), eval_strategy="no", load_best_model_at_end=False, use_cpu=True)
+    uploads = Augmentation(rotation=0, translate=0, zoom=0, shear=0, upload_augmentation=True)
+    trainer = AugmentingTrainer(model=model, args=args, augmentation=uploads, teacher=teacher)
+    digits = collate_batch(split_of(64)[torch.arange(64)])["pixel_values"]
+    trainer.compute_loss(model.train(), {"pixel_values": digits, "labels": torch.zeros(64, dtype=torch.long)})
+    torch.testing.assert_close(teacher_read[0], digits, atol=1e-4, rtol=0)  # the digits as they came
+    made_uploads = (model_read[0] - digits).abs().amax(dim=(1, 2, 3)) > 0.5
+    assert made_uploads.float().mean() > 0.5  # the model read uploads made of them (MNIST_SHARE stay as they are)
+
+
+def test_a_model_teacher_gives_the_models_logits_and_a_wrong_one_is_refused(tmp_path):
+    config = MnistViTConfig(hidden_size=32, num_hidden_layers=1, intermediate_size=64)
+    MnistViTForImageClassification(config).save_pretrained(tmp_path / "teacher")
+    cpu = torch.device("cpu")
+    teacher = distillation.ModelTeacher.from_pretrained(str(tmp_path / "teacher"), 10, cpu, None)
+    digits = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        expected = MnistViTForImageClassification.from_pretrained(tmp_path / "teacher").eval()(pixel_values=digits).logits
+        torch.testing.assert_close(teacher(digits), expected)
+    with pytest.raises(UserError, match="classifies 10 labels, the data has 3"):
+        distillation.ModelTeacher.from_pretrained(str(tmp_path / "teacher"), 3, cpu, None)
+    with pytest.raises(UserError, match="Could not load the teacher model .*nowhere"):
+        distillation.ModelTeacher.from_pretrained(str(tmp_path / "nowhere"), 10, cpu, None)
+
+
+def test_two_teachers_are_refused_before_any_data_is_read(tmp_path):
+    result = run_train("--teacher_epochs", "1", "--teacher_model", "checkpoints/mnist-vit", "--data_dir", str(tmp_path),
+                       "--output_dir", str(tmp_path / "run"))
+    assert_user_error(result, "--teacher_model and --teacher_epochs each choose a teacher")
