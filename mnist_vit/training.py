@@ -197,11 +197,12 @@ class MnistViTTrainingArguments(TrainingArguments):
 class AugmentingTrainer(Trainer):
     """A Trainer that augments each training batch after it reached the model's device, then (for a stock
     model) makes every batch that model's input (`transfer.StockModelInput`). With a `teacher`, the training
-    loss is `distillation.distillation_loss`: the labels and the teacher's predictions for the augmented batch."""
+    loss is `distillation.distillation_loss`: the labels and the teacher's predictions for the augmented batch,
+    read before `--upload_augmentation` makes it uploads."""
 
     def __init__(
         self, *args, augmentation: Augmentation, model_input: Callable | None = None,
-        teacher: distillation.InferenceTeacher | None = None,
+        teacher: distillation.InferenceTeacher | distillation.ModelTeacher | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
