@@ -77,12 +77,22 @@ class ModelTeacher(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name: str, num_labels: int, device: torch.device, token: str | None) -> "ModelTeacher":
+        from transformers import AutoConfig
+
+        from .configuration_mnist_vit import MnistViTConfig
         from .modeling_mnist_vit import MnistViTForImageClassification
 
         try:
-            model = MnistViTForImageClassification.from_pretrained(name, token=token)
-        except (OSError, ValueError) as err:  # no such folder or repo, not an mnist-vit model, no network
+            config = AutoConfig.from_pretrained(name, token=token)
+        except (OSError, ValueError) as err:  # no such folder or repo, no network
             raise UserError(f"Could not load the teacher model {name!r}: {err}") from err
+        if config.model_type != MnistViTConfig.model_type:  # e.g. a published repo's root, a plain ViT
+            raise UserError(
+                f"The teacher model {name!r} is a {config.model_type!r} model, not an mnist-vit one: give a folder "
+                "train.py wrote, such as checkpoints/mnist-vit (a published repo's mnist-vit model is in its "
+                "remote_code/ folder)."
+            )
+        model = MnistViTForImageClassification.from_pretrained(name, config=config, token=token)
         if model.config.num_labels != num_labels:
             raise UserError(
                 f"The teacher model {name!r} classifies {model.config.num_labels} labels, the data has {num_labels}: "

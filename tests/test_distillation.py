@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from transformers import ViTConfig, ViTForImageClassification
 
 from conftest import MNIST_DIR, QUICK_RUN_FLAGS, TINY_MODEL, assert_user_error, run_train
 from mnist_vit import MnistViTConfig, MnistViTForImageClassification, distillation
@@ -149,6 +150,12 @@ def test_a_model_teacher_gives_the_models_logits_and_a_wrong_one_is_refused(tmp_
         distillation.ModelTeacher.from_pretrained(str(tmp_path / "teacher"), 3, cpu, None)
     with pytest.raises(UserError, match="Could not load the teacher model .*nowhere"):
         distillation.ModelTeacher.from_pretrained(str(tmp_path / "nowhere"), 10, cpu, None)
+    # a published repo's root is a plain ViT: it would load as an mnist-vit model with new, random weights
+    ViTForImageClassification(ViTConfig(image_size=28, patch_size=7, num_channels=3, num_labels=10)).save_pretrained(
+        tmp_path / "plain"
+    )
+    with pytest.raises(UserError, match="is a 'vit' model, not an mnist-vit one"):
+        distillation.ModelTeacher.from_pretrained(str(tmp_path / "plain"), 10, cpu, None)
 
 
 def test_two_teachers_are_refused_before_any_data_is_read(tmp_path):
