@@ -16,6 +16,7 @@ import sys
 if __name__ == "__main__" and not {"-h", "--help"} & set(sys.argv):
     print("train.py: loading PyTorch and Transformers...", flush=True)  # the imports take seconds
 
+import difflib  # noqa: E402
 import json  # noqa: E402
 
 import yaml  # noqa: E402
@@ -24,6 +25,9 @@ from transformers import HfArgumentParser  # noqa: E402
 from mnist_vit.errors import UserError, exit_status  # noqa: E402
 from mnist_vit.data import Augmentation  # noqa: E402
 from mnist_vit.training import DataArguments, MnistViTTrainingArguments, ModelArguments, run  # noqa: E402
+
+
+RECIPE_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def recipe_flags(path: str) -> list[str]:
@@ -37,23 +41,51 @@ def recipe_flags(path: str) -> list[str]:
         raise UserError(f"The recipe {path} must map flag names to values, e.g. `learning_rate: 0.001`.")
     flags = []
     for key, value in recipe.items():
+        if value is None:
+            raise UserError(f"The recipe {path} gives no value for {key}: write `{key}: VALUE`, or remove the line.")
         if isinstance(value, dict):  # a dict flag (--accelerator_config) takes JSON on the command line
             value = json.dumps(value)
         flags += [f"--{key}", *map(str, value if isinstance(value, list) else [value])]
     return flags
 
 
-def build_parser() -> HfArgumentParser:
-    return HfArgumentParser((ModelArguments, DataArguments, Augmentation, MnistViTTrainingArguments))
+class ArgumentParser(HfArgumentParser):
+    def error(self, message: str):
+        """A bad value: one sentence (argparse prints its whole usage first, 140 lines for train.py)."""
+        raise UserError(f"{message}; `python train.py --help` lists the flags.")
+
+
+def build_parser() -> ArgumentParser:
+    return ArgumentParser((ModelArguments, DataArguments, Augmentation, MnistViTTrainingArguments))
 
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, Augmentation, MnistViTTrainingArguments]:
-    if argv and argv[0].endswith((".json", ".yaml", ".yml")):
-        argv = recipe_flags(argv[0]) + argv[1:]  # later flags win
-    try:
-        return build_parser().parse_args_into_dataclasses(argv)
+    recipe = argv[0] if argv and argv[0].endswith(RECIPE_SUFFIXES) else None
+    recipe_part = recipe_flags(recipe) if recipe else []
+    parser = build_parser()
+    try:  # later flags win
+        *arguments, unknown = parser.parse_args_into_dataclasses(
+            recipe_part + argv[bool(recipe):], return_remaining_strings=True
+        )
     except ValueError as err:  # TrainingArguments' checks of flag combinations
         raise UserError(str(err)) from err
+    if unknown:
+        raise UserError(unknown_argument(parser, unknown[0], recipe, recipe_part))
+    return tuple(arguments)
+
+
+def unknown_argument(parser: ArgumentParser, argument: str, recipe: str | None, recipe_part: list[str]) -> str:
+    """What is wrong with the first argument no flag takes: a misspelt flag (and the flag meant), or a word
+    that is no flag (a recipe not given first, or without its suffix)."""
+    if not argument.startswith("-"):
+        return (f"{argument!r} is not a flag: a recipe comes first and its name ends in {', '.join(RECIPE_SUFFIXES)}; "
+                "flags start with --.")
+    flag = argument.split("=")[0]
+    where = f" in the recipe {recipe}" if flag in recipe_part else ""
+    known = [option for action in parser._actions for option in action.option_strings]
+    meant = difflib.get_close_matches(flag, known, n=1)
+    hint = f"did you mean {meant[0]}?" if meant else "`python train.py --help` lists the flags."
+    return f"Unknown flag {flag}{where}: {hint}"
 
 
 def main(argv: list[str]) -> None:

@@ -24,6 +24,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .data import Augmentation, InMemorySplit, collate_batch
 from .errors import UserError
+from .inference import check_model_location
 
 TEACHER_FILE = "teacher.safetensors"
 PARTIAL_TEACHER_FILE = f".{TEACHER_FILE}.partial"  # while it is written
@@ -83,6 +84,7 @@ class ModelTeacher(nn.Module):
         from .modeling_mnist_vit import MnistViTForImageClassification
 
         try:
+            check_model_location(name)
             config = AutoConfig.from_pretrained(name, token=token)
         except (OSError, ValueError) as err:  # no such folder or repo, no network
             raise UserError(f"Could not load the teacher model {name!r}: {err}") from err

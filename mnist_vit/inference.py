@@ -13,6 +13,7 @@ transparent background or a typed digit becomes the same MNIST-style 28x28 the m
 import glob
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -117,13 +118,27 @@ class DigitClassifier:
         return np.clip(channel.numpy() * std + mean, 0, 1)
 
 
-def load_model_and_processor(model_name_or_path: str | Path) -> tuple:
-    """The model and its image processor; what is wrong raises `OSError` or `ValueError`, a sentence."""
+def check_model_location(model_name_or_path: str | Path) -> None:
+    """Refuse, with `ValueError` (a sentence), what cannot hold a model: a file, a path that is neither a folder
+    nor a Hub repo id, a folder without config.json."""
     path = Path(model_name_or_path)
     if path.is_file():
         raise ValueError(f"{path} is a file: pass the model's folder (with config.json and model.safetensors).")
     if not path.exists() and not is_repo_id(str(model_name_or_path)):
         raise ValueError(f"There is no folder {path}: pass a model folder, or a Hub repo id such as user/mnist-vit.")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ValueError(f"{path} has no config.json, so it holds no model: pass the folder train.py wrote the model to.")
+
+
+def load_model_and_processor(model_name_or_path: str | Path) -> tuple:
+    """The model and its image processor; what is wrong raises `OSError` or `ValueError`, a sentence."""
+    check_model_location(model_name_or_path)
+    path = Path(model_name_or_path)
+    if path.is_dir() and not (path / "preprocessor_config.json").is_file():
+        raise ValueError(
+            f"{path} has no preprocessor_config.json, the image processor that prepares pictures for the model: "
+            "copy it with the model (train.py writes it beside the weights)."
+        )
     try:
         model, loading = AutoModelForImageClassification.from_pretrained(model_name_or_path, output_loading_info=True)
         image_processor = AutoImageProcessor.from_pretrained(model_name_or_path)
@@ -131,6 +146,10 @@ def load_model_and_processor(model_name_or_path: str | Path) -> tuple:
         if path.exists():
             raise
         raise OSError(f"There is no folder {path}, and no such model could be loaded from the Hub: {first_line(error)}") from None
+    except ValueError as error:  # a config whose model is no image classifier (e.g. a text model)
+        if "Unrecognized configuration class" not in str(error):
+            raise
+        raise ValueError(f"{path} holds a model that does not classify images: pass an image-classification model.") from None
     except SafetensorError as error:  # a truncated or empty file
         raise ValueError(f"The weights in {path} are damaged ({first_line(error)}): copy the model again.") from None
     except RuntimeError:  # tensors of other shapes than the config says
@@ -224,7 +243,7 @@ def read_image(path: Path) -> Image.Image:
             os.listdir(path)
         except OSError as error:
             raise ImageReadError(f"This folder cannot be read: {error.strerror}.") from None
-        raise ImageReadError(f"This folder holds no {IMAGE_FORMATS} files.")
+        raise ImageReadError(f"This folder holds no pictures ({IMAGE_FORMATS}).")
     if not path.exists():
         raise ImageReadError("No file matches this pattern." if is_pattern(str(path)) else "No such file.")
     if path.stat().st_size == 0:
@@ -239,7 +258,8 @@ def decode_image(file: Path | BinaryIO) -> Image.Image:
     Whatever Pillow raises for a damaged file becomes `ImageReadError`, a sentence for the user.
     """
     try:
-        with Image.open(file) as image:
+        # Pillow warns of pictures over 89 megapixels (and refuses twice that): they are read here, then reduced
+        with warnings.catch_warnings(action="ignore", category=Image.DecompressionBombWarning), Image.open(file) as image:
             longer = max(image.size)
             if longer > DRAFT_SIDE:  # JPEG decodes at 1/2, 1/4 or 1/8 scale; other formats ignore this
                 scale = DRAFT_SIDE / longer
@@ -249,7 +269,7 @@ def decode_image(file: Path | BinaryIO) -> Image.Image:
             return ImageOps.exif_transpose(image)  # phone photos are stored sideways with an EXIF rotation
     except UnidentifiedImageError:
         raise ImageReadError(f"This is not a picture that can be read ({IMAGE_FORMATS} expected).") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+    except Image.DecompressionBombError as error:
         raise ImageReadError(f"The picture is too large to read safely: {error}") from None
     except Exception as error:  # noqa: BLE001  Pillow's decoders raise many types for damaged files
         raise ImageReadError(f"The picture cannot be decoded ({type(error).__name__}: {error}).") from None

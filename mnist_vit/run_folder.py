@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from .configuration_mnist_vit import MnistViTConfig
 from .errors import UserError
 from .image_processing_mnist_vit import MnistViTImageProcessor
@@ -44,6 +46,8 @@ def check_run_dir(model_dir: str | os.PathLike, flag: str = "--model_dir") -> Pa
     """Refuse, naming why (and the `flag` that named it), a folder without a trained mnist-vit model and its
     image processor."""
     path = Path(model_dir)
+    if path.is_file():
+        raise UserError(f"{flag} {path} is a file; pass the folder with the trained model, such as a train.py --output_dir.")
     if not path.is_dir():
         raise UserError(f"{flag} {path} does not exist; pass a folder with a trained model, such as a train.py --output_dir.")
     missing = [name for name in MODEL_FILES if not (path / name).is_file()]
@@ -52,7 +56,10 @@ def check_run_dir(model_dir: str | os.PathLike, flag: str = "--model_dir") -> Pa
             f"{path} is not a trained mnist-vit model: it lacks {', '.join(missing)}. "
             "Pass a folder with a trained model and its image processor, such as a train.py --output_dir."
         )
-    model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    try:
+        model_type = json.loads((path / "config.json").read_text()).get("model_type")
+    except (json.JSONDecodeError, AttributeError) as err:  # not JSON, or JSON but not an object
+        raise UserError(f"{path / 'config.json'} is damaged ({err}): copy the model again.") from None
     if model_type != MnistViTConfig.model_type:
         raise UserError(f"{path} holds a {model_type!r} model, not an mnist-vit one (model_type 'mnist_vit').")
     state = path / "trainer_state.json"
@@ -68,9 +75,13 @@ def load_run(path: Path) -> TrainedRun:
     def read_json(name: str) -> dict | None:
         return json.loads((path / name).read_text()) if (path / name).is_file() else None
 
+    try:
+        model = MnistViTForImageClassification.from_pretrained(path).eval()
+    except SafetensorError as err:  # a truncated or empty weights file
+        raise UserError(f"The weights in {path} are damaged ({err}): copy the model again.") from None
     return TrainedRun(
         path=path,
-        model=MnistViTForImageClassification.from_pretrained(path).eval(),
+        model=model,
         image_processor=MnistViTImageProcessor.from_pretrained(path),
         train_args=read_json("train_args.json"),
         train_results=read_json("train_results.json"),

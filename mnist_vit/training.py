@@ -48,6 +48,7 @@ from .data import (
 )
 from .calibration import fit_temperature, fold_temperature
 from .image_processing_mnist_vit import MnistViTImageProcessor
+from .inference import check_model_location
 from .modeling_mnist_vit import MnistViTForImageClassification
 from .report import expected_calibration_error, load_metric, write_report, write_training_curves
 from .transfer import StockModelInput
@@ -286,6 +287,7 @@ def build_model(model_args: ModelArguments, label_names: list[str], token: str |
         return MnistViTForImageClassification(config)
     path, options = model_args.model_name_or_path, hub_options(model_args, token)
     try:
+        check_model_location(path)
         config = AutoConfig.from_pretrained(path, **options)
         known = label_names_of(config)
         if known == label_names:
@@ -348,8 +350,8 @@ RUN_FILES = {
 }
 
 
-def check_numbers(data_args: DataArguments, training_args: TrainingArguments) -> None:
-    """Refuse, before any data is loaded, numbers that would train nothing or fail later."""
+def check_numbers(data_args: DataArguments, augmentation: Augmentation, training_args: TrainingArguments) -> None:
+    """Refuse, before any data is loaded, numbers that would train nothing, fail later or mean nothing."""
     checks = [
         (training_args, "num_train_epochs", training_args.num_train_epochs > 0, "above 0"),
         (training_args, "max_steps", training_args.max_steps > 0 or training_args.max_steps == -1,
@@ -361,7 +363,12 @@ def check_numbers(data_args: DataArguments, training_args: TrainingArguments) ->
          "at least 1"),
         (data_args, "max_eval_samples", data_args.max_eval_samples is None or data_args.max_eval_samples >= 1,
          "at least 1"),
+        (data_args, "validation_size", data_args.validation_size > 0, "above 0: a count, or a fraction below 1"),
         (data_args, "typed_digits", data_args.typed_digits >= 0, "0 or more"),
+        (augmentation, "rotation", augmentation.rotation >= 0, "0 or more (degrees either way)"),
+        (augmentation, "translate", 0 <= augmentation.translate < 1, "at least 0 and below 1 (a fraction of the side)"),
+        (augmentation, "zoom", 0 <= augmentation.zoom < 1, "at least 0 and below 1 (scales from 1 - zoom to 1 + zoom)"),
+        (augmentation, "shear", 0 <= augmentation.shear < 90, "at least 0 and below 90 (degrees either way)"),
         (training_args, "teacher_epochs", training_args.teacher_epochs >= 0, "0 or more"),
     ]
     for arguments, name, sensible, expected in checks:
@@ -382,9 +389,15 @@ def is_run_file(path: Path) -> bool:
     return is_unfinished_run_file(path) or path.name in RUN_FILES or path.name.startswith("run-")
 
 
+def written_by_train_py(output_dir: Path) -> bool:
+    """Whether a train.py run wrote to the folder: each takes its lock there first, and the lock file stays."""
+    return (output_dir / LOCK_FILE).exists()
+
+
 def check_output_dir(output_dir: Path, overwrite: bool = False) -> None:
     """Refuse an `--output_dir` holding anything but an unfinished run (which is resumed): a finished run
-    (unless `overwrite`) or someone's files would be overwritten."""
+    (unless `overwrite`) or someone's files would be overwritten. `overwrite` replaces only what a train.py
+    run wrote there: in a folder that train.py never wrote to, files with a run's names are someone's too."""
     if not output_dir.exists():
         return
     if not output_dir.is_dir():
@@ -395,14 +408,21 @@ def check_output_dir(output_dir: Path, overwrite: bool = False) -> None:
             f"{output_dir} already holds a trained model. Choose another --output_dir, start afresh there with "
             f"--overwrite_output_dir, or fine-tune it with --model_name_or_path {output_dir} --output_dir NEW_DIR."
         )
-    ours = is_run_file if overwrite else is_unfinished_run_file
+    replaceable = overwrite and written_by_train_py(output_dir)
+    ours = is_run_file if replaceable else is_unfinished_run_file
     others = sorted(path.name for path in output_dir.iterdir() if not ours(path))
-    if others:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    if not others:
+        return
+    shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    if overwrite and not replaceable:
         raise UserError(
-            f"--output_dir {output_dir} holds other files ({shown}) that this run could overwrite: "
-            "choose a new or empty folder."
+            f"--overwrite_output_dir replaces a train.py run, and no train.py run wrote to {output_dir} (it has no "
+            f"{LOCK_FILE}): its files ({shown}) stay as they are. Choose a new or empty folder."
         )
+    raise UserError(
+        f"--output_dir {output_dir} holds other files ({shown}) that this run could overwrite: "
+        "choose a new or empty folder."
+    )
 
 
 def remove_run_files(output_dir: Path) -> None:
@@ -420,11 +440,13 @@ def remove_run_files(output_dir: Path) -> None:
 @contextmanager
 def exclusive_output_dir(output_dir: Path, is_main_process: bool) -> Iterator[None]:
     """Create `output_dir` and hold its lock while the run writes there, so that a second run into the same
-    folder is refused. The kernel releases an flock when its process dies: a crash leaves no stale lock.
+    folder is refused. The kernel releases an flock when its process dies: a crash leaves no stale lock. A run
+    that fails before writing anything leaves no folder behind that it created.
     Only the main process locks; the other processes of an accelerate/torchrun run are the same run."""
     if not is_main_process:
         yield
         return
+    created = not output_dir.exists()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         lock = open(output_dir / LOCK_FILE, "a")
@@ -439,7 +461,12 @@ def exclusive_output_dir(output_dir: Path, is_main_process: bool) -> Iterator[No
             raise UserError(
                 f"Another train.py run is writing to {output_dir}: wait for it to finish, or choose another --output_dir."
             ) from None
-        yield
+        try:
+            yield
+        except BaseException:
+            if created and [path.name for path in output_dir.iterdir()] == [LOCK_FILE]:  # a run that wrote nothing
+                shutil.rmtree(output_dir)
+            raise
 
 
 def last_complete_checkpoint(output_dir: Path) -> Path | None:
@@ -534,13 +561,14 @@ def run(
     train, _, _ = training_args.steps()
     if not train and model_args.model_name_or_path is None:
         raise UserError("Evaluating or testing without --do_train needs --model_name_or_path: the trained model.")
-    check_numbers(data_args, training_args)
+    check_numbers(data_args, augmentation, training_args)
     output_dir = Path(training_args.output_dir)
     check_output_dir(output_dir, training_args.overwrite_output_dir)
+    start_afresh = training_args.overwrite_output_dir and written_by_train_py(output_dir)  # before the lock is made
     hub = HubTarget.check(training_args) if training_args.push_to_hub else None
     training_args.push_to_hub = False  # the Trainer would push every checkpoint: the run is published once, at the end
     with exclusive_output_dir(output_dir, training_args.process_index == 0):
-        if training_args.overwrite_output_dir and training_args.process_index == 0:
+        if start_afresh and training_args.process_index == 0:
             remove_run_files(output_dir)
         results, trainer = train_and_report(model_args, data_args, augmentation, training_args)
         if hub is not None and trainer.is_world_process_zero():

@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from conftest import REPO_ROOT, ink_on_transparency
-from mnist_vit.inference import DigitClassifier, ImageReadError, attention_picture, find_images, read_image
+from mnist_vit.inference import MAX_SIDE, DigitClassifier, ImageReadError, attention_picture, find_images, read_image
 
 
 def run_predict(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -149,8 +150,15 @@ def test_find_images_keeps_order_and_what_matches_nothing(tmp_path):
     ]
     with pytest.raises(ImageReadError, match="No file matches this pattern."):
         read_image(tmp_path / "*.gif")
-    with pytest.raises(ImageReadError, match="This folder holds no PNG, JPEG, WebP, BMP, GIF, TIFF or another format Pillow reads files."):
+    with pytest.raises(ImageReadError, match=re.escape("This folder holds no pictures (PNG, JPEG, WebP, BMP, GIF, TIFF or another format Pillow reads).")):
         read_image(tmp_path / "empty-folder")
+
+
+def test_a_picture_pillow_warns_of_is_read_reduced_without_the_warning(tmp_path):
+    Image.new("1", (10_000, 9_000), 1).save(tmp_path / "huge.png")  # 90 megapixels: Pillow warns above 89
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would fail the test, not just print
+        assert max(read_image(tmp_path / "huge.png").size) <= MAX_SIDE
 
 
 def test_read_image_decodes_fully_and_turns_phone_photos_upright(tmp_path):
@@ -266,6 +274,10 @@ def broken_models(shipped_model: Path, folder: Path) -> dict[str, str]:
         return Path(shutil.copytree(shipped_model, folder / name))
 
     truncated, empty, wrong_size, wrong_depth = copy("truncated"), copy("empty"), copy("wrong-size"), copy("wrong-depth")
+    no_config, no_processor, text_model = copy("no-config"), copy("no-processor"), copy("text-model")
+    (no_config / "config.json").unlink()
+    (no_processor / "preprocessor_config.json").unlink()
+    (text_model / "config.json").write_text(json.dumps({"model_type": "bert"}))
     weights = (shipped_model / "model.safetensors").read_bytes()
     (truncated / "model.safetensors").write_bytes(weights[: len(weights) // 2])
     (empty / "model.safetensors").write_bytes(b"")
@@ -279,6 +291,9 @@ def broken_models(shipped_model: Path, folder: Path) -> dict[str, str]:
         str(wrong_depth): f"The weights in {wrong_depth} do not fit its config.json",
         str(truncated / "model.safetensors"): f"{truncated / 'model.safetensors'} is a file: pass the model's folder",
         str(folder / "no" / "such" / "model"): f"There is no folder {folder / 'no' / 'such' / 'model'}",
+        str(no_config): f"{no_config} has no config.json, so it holds no model",
+        str(no_processor): f"{no_processor} has no preprocessor_config.json, the image processor",
+        str(text_model): f"{text_model} holds a model that does not classify images",
     }
 
 

@@ -98,6 +98,14 @@ def test_overwrite_output_dir_starts_afresh_but_never_touches_other_files(traine
     assert {path.name for path in finished.glob("checkpoint-*")} == {"checkpoint-2"} != old_checkpoints
     assert json.loads((finished / "config.json").read_text())["hidden_size"] == 64  # the new, smaller model
 
+    # a folder no train.py run wrote to: a log folder named as the Trainer's stays, though it is all there is
+    theirs = tmp_path / "theirs"
+    (theirs / "runs").mkdir(parents=True)
+    (theirs / "runs" / "events.txt").write_text("another project's logs")
+    result = run_train("--output_dir", str(theirs), "--overwrite_output_dir", *TINY_MODEL, *QUICK)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (theirs / "runs" / "events.txt").read_text() == "another project's logs"
+
 
 def write_digit_folder(root, splits: tuple[str, ...], per_class: int = 12) -> None:
     images = read_idx(MNIST_DIR / "t10k-images-idx3-ubyte.gz")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from transformers import AutoImageProcessor
 from conftest import MNIST_DIR, QUICK_RUN_FLAGS, REPO_ROOT, TINY_MODEL, assert_user_error, folder_digest, run_train
 from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
 from mnist_vit.data import Augmentation
-from mnist_vit.training import LOCK_FILE, ModelArguments, UserError, build_model
+from mnist_vit.training import LOCK_FILE, ModelArguments, UserError, build_model, check_numbers, check_output_dir
 
 sys.path.insert(0, str(REPO_ROOT))
 import train  # noqa: E402  (the entry point, for its argument parsing)
@@ -195,6 +196,21 @@ def test_recipes_parse_and_flags_after_them_win():
 # --- bad input: one sentence, exit status 2, nothing lost ---------------------------------------
 
 
+def test_a_flag_or_recipe_the_parser_cannot_use_is_one_sentence(tmp_path):
+    (tmp_path / "typo.yaml").write_text("learing_rate: 0.001\n")
+    (tmp_path / "empty.yaml").write_text("learning_rate:\n")
+    cases = {
+        ("--learing_rate", "0.1"): "Unknown flag --learing_rate: did you mean --learning_rate?",
+        (str(tmp_path / "typo.yaml"),): f"Unknown flag --learing_rate in the recipe {tmp_path / 'typo.yaml'}: did you mean",
+        ("recipes/best",): "'recipes/best' is not a flag: a recipe comes first and its name ends in .json, .yaml, .yml",
+        (str(tmp_path / "empty.yaml"),): f"The recipe {tmp_path / 'empty.yaml'} gives no value for learning_rate",
+        ("--learning_rate", "fast"): "invalid float value: 'fast'; `python train.py --help` lists the flags.",
+    }
+    for argv, message in cases.items():
+        with pytest.raises(UserError, match=re.escape(message)):
+            train.parse_arguments([*argv, "--output_dir", "unused"])
+
+
 @pytest.mark.slow
 def test_hub_dataset_without_network_suggests_data_dir(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
@@ -213,6 +229,7 @@ def test_bad_data_folder_names_what_is_missing(tmp_path):
     assert_user_error(result, "train-labels-idx1-ubyte")
     result = subprocess.run([*command, str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=300)
     assert_user_error(result, "nowhere")
+    assert not (tmp_path / "run").exists()  # a run that wrote nothing leaves no folder behind
 
 
 @pytest.mark.parametrize("checkpoints", ["kept", "cleaned up"])
@@ -239,6 +256,19 @@ def test_output_dir_with_other_files_is_left_alone(tmp_path):
     assert folder_digest(folder) == before
 
 
+def test_overwrite_replaces_only_a_folder_train_py_wrote(tmp_path):
+    """Files named as a run's are someone's own in a folder no train.py run wrote to (it has no lock file)."""
+    folder = tmp_path / "my-project"
+    (folder / "runs" / "tensorboard_of_another_project").mkdir(parents=True)
+    (folder / "run-2024-experiment").mkdir()
+    (folder / "config.json").write_text('{"mine": true}')
+    (folder / "all_results.json").write_text("{}")
+    with pytest.raises(UserError, match=r"no train.py run wrote to .*my-project.*config.json, run-2024-experiment"):
+        check_output_dir(folder, overwrite=True)
+    (folder / LOCK_FILE).touch()  # the same names in a folder train.py wrote to are its run's
+    check_output_dir(folder, overwrite=True)
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
@@ -254,6 +284,7 @@ def test_output_dir_with_other_files_is_left_alone(tmp_path):
         ("--max_eval_samples", "-5", "--max_eval_samples must be at least 1"),
         ("--typed_digits", "-1", "--typed_digits must be 0 or more"),
         ("--teacher_epochs", "-3", "--teacher_epochs must be 0 or more"),
+        ("--validation_size", "0", "--validation_size must be above 0: a count, or a fraction below 1, got 0.0."),
     ],
 )
 @pytest.mark.slow
@@ -264,6 +295,22 @@ def test_numbers_that_make_no_sense_are_refused_before_loading_data(tmp_path, fl
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert_user_error(result, message)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("rotation", -5.0, "--rotation must be 0 or more (degrees either way), got -5.0."),
+        ("translate", 5.0, "--translate must be at least 0 and below 1 (a fraction of the side), got 5.0."),
+        ("zoom", 1.0, "--zoom must be at least 0 and below 1"),
+        ("shear", -10.0, "--shear must be at least 0 and below 90"),
+    ],
+)
+def test_augmentation_that_means_nothing_is_refused(flag, value, message):
+    data_args, augmentation, training_args = train.parse_arguments(["--output_dir", "unused"])[1:]
+    setattr(augmentation, flag, value)
+    with pytest.raises(UserError, match=re.escape(message)):
+        check_numbers(data_args, augmentation, training_args)
 
 
 @pytest.mark.slow
