@@ -17,14 +17,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .data import Augmentation, InMemorySplit, collate_batch
 from .errors import UserError
-from .inference import check_model_location
+from .inference import DAMAGED_WEIGHTS, check_model_location, first_line
 
 TEACHER_FILE = "teacher.safetensors"
 PARTIAL_TEACHER_FILE = f".{TEACHER_FILE}.partial"  # while it is written
@@ -94,7 +94,10 @@ class ModelTeacher(nn.Module):
                 "train.py wrote, such as checkpoints/mnist-vit (a published repo's mnist-vit model is in its "
                 "remote_code/ folder)."
             )
-        model = MnistViTForImageClassification.from_pretrained(name, config=config, token=token)
+        try:
+            model = MnistViTForImageClassification.from_pretrained(name, config=config, token=token)
+        except SafetensorError as err:
+            raise UserError(DAMAGED_WEIGHTS.format(path=name, error=first_line(err))) from None
         if model.config.num_labels != num_labels:
             raise UserError(
                 f"The teacher model {name!r} classifies {model.config.num_labels} labels, the data has {num_labels}: "

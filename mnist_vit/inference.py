@@ -39,6 +39,7 @@ IMAGE_FORMATS = "PNG, JPEG, WebP, BMP, GIF, TIFF or another format Pillow reads"
 DRAFT_SIDE = 1024
 MAX_SIDE = 2048
 NOT_ITS_CONFIG = "The weights in {path} do not fit its config.json: the config describes another model than the weights."
+DAMAGED_WEIGHTS = "The weights in {path} are damaged ({error}): copy the model again."  # a truncated or empty file
 
 
 @dataclass
@@ -151,7 +152,7 @@ def load_model_and_processor(model_name_or_path: str | Path) -> tuple:
             raise
         raise ValueError(f"{path} holds a model that does not classify images: pass an image-classification model.") from None
     except SafetensorError as error:  # a truncated or empty file
-        raise ValueError(f"The weights in {path} are damaged ({first_line(error)}): copy the model again.") from None
+        raise ValueError(DAMAGED_WEIGHTS.format(path=path, error=first_line(error))) from None
     except RuntimeError:  # tensors of other shapes than the config says
         raise ValueError(NOT_ITS_CONFIG.format(path=path)) from None
     if loading["missing_keys"] or loading["unexpected_keys"]:

@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from .configuration_mnist_vit import MnistViTConfig
 from .errors import UserError
 from .image_processing_mnist_vit import MnistViTImageProcessor
+from .inference import DAMAGED_WEIGHTS, first_line
 from .modeling_mnist_vit import MnistViTForImageClassification
 
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
@@ -78,7 +79,7 @@ def load_run(path: Path) -> TrainedRun:
     try:
         model = MnistViTForImageClassification.from_pretrained(path).eval()
     except SafetensorError as err:  # a truncated or empty weights file
-        raise UserError(f"The weights in {path} are damaged ({err}): copy the model again.") from None
+        raise UserError(DAMAGED_WEIGHTS.format(path=path, error=first_line(err))) from None
     return TrainedRun(
         path=path,
         model=model,

@@ -18,6 +18,7 @@ import datasets
 import numpy as np
 import torch
 from huggingface_hub import HfApi, get_token
+from safetensors import SafetensorError
 from scipy.special import softmax
 from transformers import (
     AutoConfig,
@@ -48,7 +49,7 @@ from .data import (
 )
 from .calibration import fit_temperature, fold_temperature
 from .image_processing_mnist_vit import MnistViTImageProcessor
-from .inference import check_model_location
+from .inference import DAMAGED_WEIGHTS, check_model_location, first_line
 from .modeling_mnist_vit import MnistViTForImageClassification
 from .report import expected_calibration_error, load_metric, write_report, write_training_curves
 from .transfer import StockModelInput
@@ -303,6 +304,8 @@ def build_model(model_args: ModelArguments, label_names: list[str], token: str |
         )
     except (OSError, ValueError) as err:  # no such model, not an image classifier, no network
         raise UserError(f"Could not load a model from {path!r}: {err}") from err
+    except SafetensorError as err:
+        raise UserError(DAMAGED_WEIGHTS.format(path=path, error=first_line(err))) from None
 
 
 def is_ours(model: PreTrainedModel) -> bool:

@@ -15,7 +15,7 @@ from conftest import MNIST_DIR, QUICK_RUN_FLAGS, TINY_MODEL, assert_user_error, 
 from mnist_vit import MnistViTConfig, MnistViTForImageClassification, distillation
 from mnist_vit.data import Augmentation, InMemorySplit, collate_batch, read_idx
 from mnist_vit.errors import UserError
-from mnist_vit.training import AugmentingTrainer, MnistViTTrainingArguments, check_output_dir
+from mnist_vit.training import AugmentingTrainer, MnistViTTrainingArguments, ModelArguments, build_model, check_output_dir
 
 
 def split_of(count: int, offset: int = 0) -> InMemorySplit:
@@ -156,6 +156,13 @@ def test_a_model_teacher_gives_the_models_logits_and_a_wrong_one_is_refused(tmp_
     )
     with pytest.raises(UserError, match="is a 'vit' model, not an mnist-vit one"):
         distillation.ModelTeacher.from_pretrained(str(tmp_path / "plain"), 10, cpu, None)
+    weights = tmp_path / "teacher" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # a copy cut short
+    with pytest.raises(UserError, match="The weights in .*teacher are damaged"):
+        distillation.ModelTeacher.from_pretrained(str(tmp_path / "teacher"), 10, cpu, None)
+    # train.py's --model_name_or_path reads it the same way
+    with pytest.raises(UserError, match="The weights in .*teacher are damaged"):
+        build_model(ModelArguments(model_name_or_path=str(tmp_path / "teacher")), [str(d) for d in range(10)])
 
 
 def test_two_teachers_are_refused_before_any_data_is_read(tmp_path):
