@@ -38,6 +38,8 @@ MIN_WINDOW = 9
 # Paper this even (the share of the ink's contrast between the typical and the lightest pixel) is plain: a canvas,
 # a scan, MNIST. Phone photos measure 0.03-0.2 (noise, light), drawings and typed digits 0.
 PLAIN = 0.01
+# The narrow paper sunk this far below the wide paper (a share of the ink's contrast) is a shadow or a bold stroke
+SUNK = 0.25
 # ITU-R 601-2 luma, the weights PIL uses for convert("L")
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -344,8 +346,10 @@ def ink_against_paper(gray: np.ndarray) -> np.ndarray:
     The paper is the picture with every ink feature narrower than a window closed over (a morphological
     closing for dark ink, an opening for light ink): it follows gradients, soft shadows and the hard edge of
     a shadow, but not strokes. The window, 12% of the picture, is wider than a pen's stroke and narrower than
-    most shadows. A stroke wider still (a felt pen, a digit that fills the picture) stays in that paper as a
-    patch as dark as ink, which no shadow is: there the paper is seen through a window of half the picture.
+    most shadows. A stroke wider still (a felt pen, a bold pencil, a digit that fills the picture) stays in that
+    paper as a patch sunk below the paper seen through a window of half the picture, as a shadow does; but a
+    shadow reaches the picture's border (from a corner, a hand, the phone) and is lighter than a third of the
+    paper around it. Where the patch lies inside the picture, or is that dark, the paper is the wide window's.
     Plain paper (a drawing app's canvas, a typed digit, MNIST: half the picture or more within PLAIN of the ink's
     contrast from the lightest level) has no light to flatten: the ink is its difference to the typical level,
     however wide the strokes.
@@ -359,26 +363,38 @@ def ink_against_paper(gray: np.ndarray) -> np.ndarray:
     darkest, typical, lightest = levels
     if lightest - typical <= PLAIN * (lightest - darkest):
         return np.clip(typical - gray, 0, None)
-    paper = closing(gray, narrow)
-    if paper.min() < 255 / 3:  # else no paper is under a third of any wide paper (at most 255): nothing to do
-        wide_paper = closing(gray, wide)
-        paper = np.where(paper < wide_paper / 3, wide_paper, paper)
-    return paper - gray
+    paper, wide_paper = closing(gray, narrow), closing(gray, wide)
+    # the narrow paper sinks below the wide one in a shadow, which reaches the border, and in a bold stroke
+    deep = SUNK * (lightest - darkest)
+    bold = inner_pieces(wide_paper - paper > deep)
+    # and the edges of the sunk patch, where the narrow paper sinks less: the stroke's pixels, darker than it
+    bold |= dilate(bold, narrow) & (paper - gray > deep)
+    return np.where(bold | (paper < wide_paper / 3), wide_paper, paper) - gray
+
+
+def inner_pieces(mask: np.ndarray) -> np.ndarray:
+    """The connected pieces of a mask that do not touch the picture's border."""
+    labels, count = connected_components(mask)
+    at_border = np.zeros(count + 1, bool)
+    at_border[0] = True  # the background
+    at_border[border_pixels(labels)] = True
+    return ~at_border[labels]
 
 
 def has_dark_ink(gray: np.ndarray, window: int, darkest: float, typical: float, lightest: float) -> bool:
     """Dark ink on light paper, or light ink on a dark ground, from the picture's levels or else from its dark
     and light features narrower than `window`.
 
-    A picture with nothing (or almost nothing) on one side of its typical level has its ink on the other
-    side: a drawing on a plain canvas, an MNIST digit. Otherwise strokes are narrow: the ink's side is the
-    one whose narrow features stand out most, which a large dark desk or a bright glare spot does not change.
+    A picture with nothing (within PLAIN of its contrast) on one side of its typical level has its ink on the
+    other side: a drawing on a plain canvas, an MNIST digit. Otherwise strokes are narrow: the ink's side is the
+    one whose narrow features stand out most, which a large dark desk (around a sticky note, its lightest part)
+    or a bright glare spot does not change.
     A light feature counts only as far as it is lighter than the typical level: the paper inside the loop of
     a dark 9, or between the grains of a pencil stroke, is a narrow light feature too, but no lighter than paper.
     """
-    if typical - darkest < 0.1 * (lightest - typical):
+    if typical - darkest <= PLAIN * (lightest - typical):
         return False
-    if lightest - typical < 0.1 * (typical - darkest):
+    if lightest - typical <= PLAIN * (typical - darkest):
         return True
     closed, opened = closing_and_opening(gray, window)
     return np.percentile(closed - gray, 99.5) > np.percentile(np.minimum(gray - opened, gray - typical), 99.5)

@@ -58,6 +58,14 @@ def test_bold_pencil_and_dim_noisy_photos_keep_their_strokes(classifier, trainin
     assert accuracy(classifier, [opened(jpeg) for _, _, jpeg in photos], [label for _, label, _ in photos]) >= 0.95
 
 
+@pytest.mark.slow  # 20 photos made and read
+def test_sticky_notes_on_a_darker_desk_are_read(classifier, training_digits):
+    """The desk covers most of the photo and the note is its lightest part: the note was taken for light ink on a
+    dark ground (0.65 of this set read right) until only plain pictures decide the ink's side by their levels alone."""
+    photos = photo_set(*training_digits, ("sticky note",), 20, seed=9, long_side=SIZES)
+    assert accuracy(classifier, [opened(jpeg) for _, _, jpeg in photos], [label for _, label, _ in photos]) >= 0.85
+
+
 def test_sideways_photos_are_turned_upright_by_their_exif_tag(classifier, training_digits):
     photos = photo_set(*training_digits, ("sideways",), 6, seed=4, long_side=SIZES)
     stored = [Image.open(io.BytesIO(jpeg)) for _, _, jpeg in photos]
