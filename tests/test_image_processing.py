@@ -19,6 +19,7 @@ from mnist_vit.image_processing_mnist_vit import (
     find_digit,
     in_mnist_form,
     nonzero_pixels,
+    percentiles,
     place_on_canvas,
     resize_longer_side,
     running_max,
@@ -142,6 +143,18 @@ def test_morphology_is_what_its_definitions_give(window):
     assert np.array_equal(255 - opened, closing(255 - pictures[0], window))
     mask = pictures[1] > 200
     assert all(np.array_equal(mine, numpy) for mine, numpy in zip(nonzero_pixels(mask), np.nonzero(mask)))
+
+
+def test_percentiles_are_numpys(mnist_test_digits):
+    """From the histogram of whole 8-bit values (an MNIST digit, one pixel, a mostly white canvas) or from numpy
+    (fractional values), the same percentiles as np.percentile."""
+    rng = np.random.default_rng(0)
+    canvas = np.full((50, 60), 255, np.float32)
+    canvas[20:30, 25:28] = rng.integers(0, 200, (10, 3))
+    pictures = [mnist_test_digits[0][0].astype(np.float32), np.float32([[7]]), canvas, rng.uniform(0, 255, (9, 11))]
+    for picture in pictures:
+        for q in ([0.5, 50, 99.5], 99.9, 0, 100):
+            np.testing.assert_allclose(percentiles(picture, q), np.percentile(picture, q), rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", UPLOADS)

@@ -297,11 +297,11 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
     noise, so that the strokes stay whole, for a blur that the digit's reduction to 20 pixels hides.
     """
     ink = ink_against_paper(gray)
-    noise, strongest = noise_level(ink), float(np.percentile(ink, 99.9))
+    noise, strongest = noise_level(ink), float(percentiles(ink, 99.9))
     thumbnail = max(ink.shape) <= THUMBNAIL_SIZE  # MNIST's 28x28, an icon: all digit, no desk, ruling or specks
     if not thumbnail and noise > NOISY * strongest:
         ink = box_blur_3x3(ink)
-        noise, strongest = noise_level(ink), float(np.percentile(ink, 99.9))
+        noise, strongest = noise_level(ink), float(percentiles(ink, 99.9))
     strokes = ink > max(noise, 0.25 * strongest, 1.0)
     if thumbnail:
         return ink, noise, (strokes if strokes.any() else None), np.zeros_like(strokes), strokes
@@ -357,7 +357,7 @@ def ink_against_paper(gray: np.ndarray) -> np.ndarray:
     wide = max(2 * MIN_WINDOW + 1, odd(0.48 * max(gray.shape)))
     # a thumbnail (MNIST's 28x28, an icon) is all digit, with no room for shadows: wide windows only
     narrow = wide if max(gray.shape) <= THUMBNAIL_SIZE else max(MIN_WINDOW, odd(0.12 * max(gray.shape)))
-    levels = np.percentile(gray, [0.5, 50, 99.5])  # darkest, typical, lightest
+    levels = percentiles(gray, [0.5, 50, 99.5])  # darkest, typical, lightest
     if not has_dark_ink(gray, narrow, *levels):  # the same on the negative picture
         gray, levels = 255 - gray, 255 - levels[::-1]
     darkest, typical, lightest = levels
@@ -403,8 +403,21 @@ def has_dark_ink(gray: np.ndarray, window: int, darkest: float, typical: float, 
 def noise_level(ink: np.ndarray) -> float:
     """A level that background noise hardly reaches: 5 robust sigmas above the typical (paper) pixel."""
     sample = ink[::2, ::2]  # a quarter of the pixels tells the noise as well
-    median = np.median(sample)
-    return float(median + 5 * 1.4826 * np.median(np.abs(sample - median)))
+    median = percentiles(sample, 50)
+    return float(median + 5 * 1.4826 * percentiles(np.abs(sample - median), 50))
+
+
+def percentiles(values: np.ndarray, q) -> np.ndarray:
+    """`np.percentile(values, q)`, from a histogram where the values are whole numbers in [0, 255] (an 8-bit
+    picture and its differences: about 4 times faster than numpy's partitioning on a 224x224 picture)."""
+    whole = values.astype(np.uint8)
+    if not np.array_equal(whole, values):
+        return np.percentile(values, q)
+    below = np.cumsum(np.bincount(whole.ravel(), minlength=256))  # how many values are at most 0, 1, ... 255
+    position = np.asarray(q, dtype=np.float64) / 100 * (values.size - 1)  # in the sorted values
+    lower = np.floor(position)
+    low, high = np.searchsorted(below, [lower, np.minimum(lower + 1, values.size - 1)], side="right")
+    return (low + (high - low) * (position - lower)).astype(values.dtype)
 
 
 def straight_lines(strokes: np.ndarray, max_tilt: int = 20) -> np.ndarray:
@@ -482,9 +495,12 @@ def main_mark(strokes: np.ndarray) -> np.ndarray | None:
         & (top <= bottom[main] + gap) & (bottom >= top[main] - gap)
         & (left <= right[main] + gap) & (right >= left[main] - gap)
     )
-    digit = np.concatenate([[False], close])[labels]
-    top, left, bottom, right = box_of(digit)
-    return digit if bottom - top >= 0.5 * (right - left) else None  # no digit is flat: a stray bit of ruling
+    top, left, bottom, right = top[close].min(), left[close].min(), bottom[close].max(), right[close].max()
+    if bottom - top < 0.5 * (right - left):  # no digit is flat: a stray bit of ruling
+        return None
+    digit = np.zeros_like(strokes)
+    digit[top:bottom, left:right] = np.concatenate([[False], close])[labels[top:bottom, left:right]]
+    return digit
 
 
 def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -531,14 +547,14 @@ def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
         np.minimum.at(parent, np.maximum(root_a, root_b), np.minimum(root_a, root_b))
         while not np.array_equal(parent, parent[parent]):
             parent = parent[parent]
-    roots, run_labels = np.unique(parent, return_inverse=True)
+    label_of_root = np.cumsum(parent == np.arange(starts.size))  # 1, 2, ... in the order of the roots
     labels = np.zeros((height, stride), np.int32)
     lengths = ends - starts
     flat = np.repeat(start_rows * stride + starts, lengths) + np.arange(lengths.sum()) - np.repeat(
         np.cumsum(lengths) - lengths, lengths
     )
-    labels.ravel()[flat] = np.repeat(run_labels + 1, lengths)
-    return labels[:, :width], roots.size
+    labels.ravel()[flat] = np.repeat(label_of_root[parent], lengths)
+    return labels[:, :width], int(label_of_root[-1])
 
 
 # --- morphology: running maxima along each axis, numpy only ---------------------
