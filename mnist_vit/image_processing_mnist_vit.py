@@ -266,8 +266,8 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
     Ink is the difference to the paper around it (`ink_against_paper`), so that a light gradient, a shadow
     or a glare spot is not ink. The digit is the main, most central mark among the ink's connected pieces,
     without the straight lines that run across the picture (ruling, squares, the page's edge), specks and
-    what lies along the border (desk, shadows). A clean picture (MNIST, a canvas drawing, a scan) comes back
-    as it was, its ink at full strength. A picture where no digit is found is looked at once more with a margin
+    what lies along the border (desk, shadows; on plain paper nothing but ink can). A clean picture (MNIST, a
+    canvas drawing, a scan) comes back as it was, its ink at full strength. A picture where no digit is found is looked at once more with a margin
     of its paper around it: a digit cropped tight, whose strokes run along the border, is taken if it fills the
     picture.
     """
@@ -296,7 +296,7 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
     over NOISY of the strongest ink (a dim photo), the ink is averaged over 3x3 pixels first: a third of the
     noise, so that the strokes stay whole, for a blur that the digit's reduction to 20 pixels hides.
     """
-    ink = ink_against_paper(gray)
+    ink, plain = ink_against_paper(gray)
     noise, strongest = noise_level(ink), float(percentiles(ink, 99.9))
     thumbnail = max(ink.shape) <= THUMBNAIL_SIZE  # MNIST's 28x28, an icon: all digit, no desk, ruling or specks
     if not thumbnail and noise > NOISY * strongest:
@@ -307,7 +307,7 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
         return ink, noise, (strokes if strokes.any() else None), np.zeros_like(strokes), strokes
     lines = straight_lines(ink > noise)  # faint ruling is whole just above the noise
     strokes &= ~lines
-    return ink, noise, main_mark(strokes), lines, strokes
+    return ink, noise, main_mark(strokes, plain), lines, strokes
 
 
 def border_share(strokes: np.ndarray) -> float:
@@ -340,8 +340,9 @@ def odd(length: float) -> int:
     return max(1, int(length) // 2 * 2 + 1)
 
 
-def ink_against_paper(gray: np.ndarray) -> np.ndarray:
-    """How far each pixel is from the paper around it, towards the ink's side (dark ink or light ink).
+def ink_against_paper(gray: np.ndarray) -> tuple[np.ndarray, bool]:
+    """How far each pixel is from the paper around it, towards the ink's side (dark ink or light ink), and
+    whether the paper is plain.
 
     The paper is the picture with every ink feature narrower than a window closed over (a morphological
     closing for dark ink, an opening for light ink): it follows gradients, soft shadows and the hard edge of
@@ -362,14 +363,14 @@ def ink_against_paper(gray: np.ndarray) -> np.ndarray:
         gray, levels = 255 - gray, 255 - levels[::-1]
     darkest, typical, lightest = levels
     if lightest - typical <= PLAIN * (lightest - darkest):
-        return np.clip(typical - gray, 0, None)
+        return np.clip(typical - gray, 0, None), True
     paper, wide_paper = closing(gray, narrow), closing(gray, wide)
     # the narrow paper sinks below the wide one in a shadow, which reaches the border, and in a bold stroke
     deep = SUNK * (lightest - darkest)
     bold = inner_pieces(wide_paper - paper > deep)
     # and the edges of the sunk patch, where the narrow paper sinks less: the stroke's pixels, darker than it
     bold |= dilate(bold, narrow) & (paper - gray > deep)
-    return np.where(bold | (paper < wide_paper / 3), wide_paper, paper) - gray
+    return np.where(bold | (paper < wide_paper / 3), wide_paper, paper) - gray, False
 
 
 def inner_pieces(mask: np.ndarray) -> np.ndarray:
@@ -457,10 +458,12 @@ def straight_lines(strokes: np.ndarray, max_tilt: int = 20) -> np.ndarray:
     return found
 
 
-def main_mark(strokes: np.ndarray) -> np.ndarray | None:
+def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
     """The main, most central mark and the pieces close to it, as a mask; None if nothing looks like a digit.
 
-    Pieces lying along the picture's border (desk, shadows, the page's edge) and specks are not digits. The main
+    Specks are not digits, nor are pieces lying along the picture's border (desk, shadows, the page's edge) for
+    over 6% of its longer side; on `plain` paper (a canvas, a typed digit, a scan), which has no desk or shadows,
+    for over a quarter: a digit drawn or set up to the picture's edge touches it along a bold stroke. The main
     piece is the largest, weighted by how central it is; pieces within a quarter of its size join it (the
     bar of a 7, the two strokes of a 4). A mark twice as wide as it is tall is no digit.
     """
@@ -482,7 +485,7 @@ def main_mark(strokes: np.ndarray) -> np.ndarray | None:
     plausible = (
         (areas >= 0.0005 * strokes.size)
         & (size >= 0.04 * max(height, width))
-        & (along_border <= 0.06 * max(height, width))
+        & (along_border <= (0.25 if plain else 0.06) * max(height, width))
     )
     if not plausible.any():
         return None

@@ -186,6 +186,26 @@ def test_strokes_of_any_width_on_a_plain_canvas_come_back_whole(processor, width
     assert correlation(unnormalized(processor, canvas), as_it_is[0, 0] * STD + MEAN) > 0.999
 
 
+@pytest.mark.parametrize("edge", ["bottom", "left"])
+def test_a_digit_drawn_up_to_the_canvas_edge_is_read(processor, mnist_test_digits, edge):
+    """On a plain canvas nothing but ink reaches the border: a digit drawn or typed up to the edge is the digit
+    (before, pieces touching the border were dropped as desk: 11 of these 20 came back blank)."""
+    images, _ = mnist_test_digits
+    pictures = []
+    for digit in images[:10]:
+        enlarged = np.asarray(Image.fromarray(255 - digit).resize((224, 224), Image.Resampling.BICUBIC))
+        rows, columns = np.nonzero(enlarged < 128)
+        canvas = np.full((300, 300), 255, np.uint8)
+        if edge == "bottom":  # the lowest ink on the canvas's last row
+            canvas[300 - rows.max() - 1 :, 40:264] = enlarged[: rows.max() + 1]
+        else:
+            canvas[40:264, : 224 - columns.min()] = enlarged[:, columns.min() :]
+        pictures.append(canvas)
+    results = unnormalized(processor, pictures)
+    assert all(result.max() > 0.5 for result in results)  # none came back blank
+    assert min(correlation_up_to_a_pixel(result, digit) for result, digit in zip(results, images)) > 0.8
+
+
 @pytest.mark.parametrize("width", [60, 80])
 @pytest.mark.parametrize("ink", [30, 110])
 def test_strokes_wider_than_the_paper_window_on_uneven_paper_come_back_whole(width, ink):
@@ -234,11 +254,12 @@ def test_lists_and_4d_arrays_are_batches(processor, mnist_test_digits):
     "blank",
     [
         Image.new("L", (100, 80), 255),
+        np.pad(np.full((300, 280), 255, np.uint8), ((0, 0), (20, 0))),  # a scanner's dark lid along one side
         Image.new("RGB", (28, 28)),
         Image.new("RGBA", (50, 50), (0, 0, 0, 0)),
         np.full((28, 28), 0.5, dtype=np.float32),
     ],
-    ids=["white", "black", "transparent", "grey"],
+    ids=["white", "dark edge", "black", "transparent", "grey"],
 )
 def test_blank_picture_gives_plain_background(processor, blank):
     out = pixels(processor, blank)
