@@ -206,6 +206,17 @@ def test_a_digit_drawn_up_to_the_canvas_edge_is_read(processor, mnist_test_digit
     assert min(correlation_up_to_a_pixel(result, digit) for result, digit in zip(results, images)) > 0.8
 
 
+def test_a_flat_digit_on_a_canvas_is_read(processor, mnist_test_digits):
+    """A 2 drawn 2.2 times as wide as it is tall: on plain paper such a mark is a digit (it came back blank, as a
+    bit of ruling would on a photo)."""
+    two = Image.fromarray(255 - mnist_test_digits[0][1]).resize((220, 100), Image.Resampling.BICUBIC)
+    canvas = Image.new("L", (300, 300), 255)
+    canvas.paste(two, (40, 100))
+    result = unnormalized(processor, canvas)[0]
+    top, left, height, width = ink_box(result > 0.05)
+    assert width == 20 and 7 <= height <= 10
+
+
 @pytest.mark.parametrize("width", [60, 80])
 @pytest.mark.parametrize("ink", [30, 110])
 def test_strokes_wider_than_the_paper_window_on_uneven_paper_come_back_whole(width, ink):

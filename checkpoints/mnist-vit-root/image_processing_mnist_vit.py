@@ -465,7 +465,8 @@ def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
     over 6% of its longer side; on `plain` paper (a canvas, a typed digit, a scan), which has no desk or shadows,
     for over a quarter: a digit drawn or set up to the picture's edge touches it along a bold stroke. The main
     piece is the largest, weighted by how central it is; pieces within a quarter of its size join it (the
-    bar of a 7, the two strokes of a 4). A mark twice as wide as it is tall is no digit.
+    bar of a 7, the two strokes of a 4). A mark twice as wide as it is tall is no digit (a bit of ruling or of a
+    shadow's edge); on plain paper, 2.5 times (3 of MNIST's 60,000 training digits are flatter than 2:1, none than 2.2:1).
     """
     labels, count = connected_components(dilate(strokes, 3))
     labels = labels * strokes
@@ -499,7 +500,7 @@ def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
         & (left <= right[main] + gap) & (right >= left[main] - gap)
     )
     top, left, bottom, right = top[close].min(), left[close].min(), bottom[close].max(), right[close].max()
-    if bottom - top < 0.5 * (right - left):  # no digit is flat: a stray bit of ruling
+    if bottom - top < (0.4 if plain else 0.5) * (right - left):
         return None
     digit = np.zeros_like(strokes)
     digit[top:bottom, left:right] = np.concatenate([[False], close])[labels[top:bottom, left:right]]
