@@ -12,6 +12,8 @@ from conftest import TEST_DIGITS
 from mnist_vit.onnx_export import check_onnx, stage_onnx
 from mnist_vit.errors import UserError
 
+pytestmark = pytest.mark.slow  # each module run exports the root to ONNX: seconds
+
 
 def onnx_logits(path, pixel_values: torch.Tensor) -> np.ndarray:
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
