@@ -267,9 +267,9 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
     or a glare spot is not ink. The digit is the main, most central mark among the ink's connected pieces,
     without the straight lines that run across the picture (ruling, squares, the page's edge), specks and
     what lies along the border (desk, shadows; on plain paper nothing but ink can). A clean picture (MNIST, a
-    canvas drawing, a scan) comes back as it was, its ink at full strength. A picture where no digit is found is looked at once more with a margin
-    of its paper around it: a digit cropped tight, whose strokes run along the border, is taken if it fills the
-    picture.
+    canvas drawing, a scan) comes back as it was, its ink at full strength. A picture where no digit is found is
+    looked at once more with a margin of its paper around it: a digit cropped tight, whose strokes run along the
+    border, is taken if it fills the picture.
     """
     ink, noise, digit, lines, strokes = digit_and_lines(gray)
     if digit is None and max(gray.shape) > THUMBNAIL_SIZE and border_share(strokes) <= TIGHT_CROP_BORDER:
@@ -466,7 +466,8 @@ def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
     for over a quarter: a digit drawn or set up to the picture's edge touches it along a bold stroke. The main
     piece is the largest, weighted by how central it is; pieces within a quarter of its size join it (the
     bar of a 7, the two strokes of a 4). A mark twice as wide as it is tall is no digit (a bit of ruling or of a
-    shadow's edge); on plain paper, 2.5 times (3 of MNIST's 60,000 training digits are flatter than 2:1, none than 2.2:1).
+    shadow's edge); on plain paper, 2.5 times (3 of MNIST's 60,000 training digits are flatter than 2:1, none
+    than 2.2:1).
     """
     labels, count = connected_components(dilate(strokes, 3))
     labels = labels * strokes
