@@ -165,7 +165,7 @@ def test_a_model_teacher_gives_the_models_logits_and_a_wrong_one_is_refused(tmp_
         build_model(ModelArguments(model_name_or_path=str(tmp_path / "teacher")), [str(d) for d in range(10)])
 
 
-@pytest.mark.slow  # a fresh Python process or an ONNX export: seconds each
+@pytest.mark.slow  # a fresh Python process: seconds
 def test_two_teachers_are_refused_before_any_data_is_read(tmp_path):
     result = run_train("--teacher_epochs", "1", "--teacher_model", "checkpoints/mnist-vit", "--data_dir", str(tmp_path),
                        "--output_dir", str(tmp_path / "run"))

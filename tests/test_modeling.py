@@ -191,7 +191,7 @@ REMOTE_CODE_CHECK = textwrap.dedent(
 )
 
 
-@pytest.mark.slow  # a fresh Python process or an ONNX export: seconds each
+@pytest.mark.slow  # a fresh Python process: seconds
 def test_remote_code_round_trip_without_the_package(overfit_model, mnist_train_digits, tmp_path):
     model, processor, _ = overfit_model
     model_dir = tmp_path / "model"

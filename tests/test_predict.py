@@ -89,7 +89,7 @@ def classifier(shipped_model) -> DigitClassifier:
 # --- predict.py, as people run it ---------------------------------------------------------------------------
 
 
-@pytest.mark.slow  # a fresh Python process or an ONNX export: seconds each
+@pytest.mark.slow  # a fresh Python process: seconds
 def test_folder_with_bad_files_reports_them_and_reads_the_rest(uploads):
     folder, truth = uploads
     result = run_predict(str(folder), "missing.png", "--json", cwd=folder.parent)

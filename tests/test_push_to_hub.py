@@ -436,7 +436,7 @@ def test_a_bare_model_folder_publishes_with_a_card_that_says_what_it_cannot_know
     assert "The scores are uncalibrated" in card.text
 
 
-@pytest.mark.slow  # a fresh Python process or an ONNX export: seconds each
+@pytest.mark.slow  # a fresh Python process: seconds
 def test_publishing_does_not_import_training():
     """Publishing is a room above training's: push_to_hub.py loads no Trainer wiring."""
     code = "import sys, push_to_hub; print(' '.join(name for name in sys.modules if name.startswith('mnist_vit')))"
