@@ -1,9 +1,11 @@
 """Shared fixtures, and the environment every test runs in: set here, before anything imports huggingface_hub."""
 
 import atexit
+import gzip
 import hashlib
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,7 @@ from PIL import Image  # noqa: E402
 
 from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor  # noqa: E402
 from mnist_vit.data import read_idx  # noqa: E402
+from mnist_vit.errors import exit_status  # noqa: E402
 from mnist_vit.export import export_to_vit  # noqa: E402
 from mnist_vit.inference import SHIPPED_MODEL  # noqa: E402
 from mnist_vit.onnx_export import stage_onnx  # noqa: E402
@@ -61,6 +64,17 @@ def mnist_train_digits() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
+def idx_bytes(array: np.ndarray) -> bytes:
+    """An uint8 array in IDX layout: 00 00 08 ndim, big-endian dimensions, data."""
+    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool) -> Path:
+    raw = idx_bytes(array)
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    return path
+
+
 def ink_on_transparency(ink: np.ndarray, ink_level: int = 0) -> Image.Image:
     """What a drawing canvas exports: ink of one colour (black by default) whose opacity is `ink` (uint8),
     over fully transparent pixels."""
@@ -68,6 +82,7 @@ def ink_on_transparency(ink: np.ndarray, ink_level: int = 0) -> Image.Image:
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # the entry points (train.py, push_to_hub.py) import as modules
 QUICK_RUN_FLAGS = [
     "--max_train_samples", "2000", "--max_eval_samples", "200", "--validation_size", "500",
     "--num_train_epochs", "1", "--per_device_train_batch_size", "64", "--disable_tqdm", "true",
@@ -89,6 +104,20 @@ def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> N
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr[-3000:]
+
+
+def train_refusal(capsys: pytest.CaptureFixture, *flags: str) -> str:
+    """`python train.py FLAGS --data_dir <MNIST>` (unless FLAGS name a --data_dir) for a run that must be refused:
+    its `main` in this process, as the command line runs it (a fresh process costs seconds of imports; the
+    command line's own error path is tested in one). Checks the exit status and that stderr holds one sentence;
+    returns it."""
+    import train  # the entry point, from REPO_ROOT (on sys.path: see above)
+
+    data = [] if "--data_dir" in flags else ["--data_dir", str(MNIST_DIR)]
+    status = exit_status(lambda: train.main([*flags, *data]))
+    error = capsys.readouterr().err
+    assert status == 2 and error.startswith("error: ") and error.count("\n") == 1, error
+    return error
 
 
 def folder_digest(folder: Path) -> dict[str, str]:

@@ -2,10 +2,7 @@
 
 import gzip
 import hashlib
-import os
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import datasets
@@ -14,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import MNIST_DIR, REPO_ROOT
+from conftest import MNIST_DIR, idx_bytes, write_idx
 from mnist_vit import MnistViTImageProcessor, data
 
 # SHA-256 of the uncompressed files, from ../shared/mnist/README.md.
@@ -28,17 +25,6 @@ HUB_MNIST_FEATURES = datasets.Features(
     {"image": datasets.Image(), "label": datasets.ClassLabel(names=["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"])}
 )
 SMALL_TRAIN, SMALL_TEST = 200, 100
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """An uint8 array in IDX layout: 00 00 08 ndim, big-endian dimensions, data."""
-    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray, compress: bool) -> Path:
-    raw = idx_bytes(array)
-    path.write_bytes(gzip.compress(raw) if compress else raw)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -267,18 +253,6 @@ def test_dataset_without_class_labels_is_refused():
     )
     with pytest.raises(ValueError, match=r"example has no label column \(datasets.ClassLabel\)"):
         data.select_image_and_label(datasets.DatasetDict({"train": split, "test": split}), "example")
-
-
-@pytest.mark.slow
-def test_hub_dataset_without_network_says_to_pass_data_dir(tmp_path):
-    script = "from mnist_vit.data import load_image_dataset; load_image_dataset('ylecun/mnist')"
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=environment, capture_output=True, text=True)
-    assert result.returncode != 0
-    assert (
-        "RuntimeError: Could not download 'ylecun/mnist' from the Hugging Face Hub (no network?). "
-        "Pass --data_dir with the four MNIST IDX files instead." in result.stderr
-    ), result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import ViTConfig, ViTForImageClassification
 
-from conftest import MNIST_DIR, QUICK_RUN_FLAGS, TINY_MODEL, assert_user_error, run_train
+from conftest import MNIST_DIR, QUICK_RUN_FLAGS, TINY_MODEL, run_train, train_refusal
 from mnist_vit import MnistViTConfig, MnistViTForImageClassification, distillation
 from mnist_vit.data import Augmentation, InMemorySplit, collate_batch, read_idx
 from mnist_vit.errors import UserError
@@ -165,8 +165,7 @@ def test_a_model_teacher_gives_the_models_logits_and_a_wrong_one_is_refused(tmp_
         build_model(ModelArguments(model_name_or_path=str(tmp_path / "teacher")), [str(d) for d in range(10)])
 
 
-@pytest.mark.slow  # a fresh Python process: seconds
-def test_two_teachers_are_refused_before_any_data_is_read(tmp_path):
-    result = run_train("--teacher_epochs", "1", "--teacher_model", "checkpoints/mnist-vit", "--data_dir", str(tmp_path),
-                       "--output_dir", str(tmp_path / "run"))
-    assert_user_error(result, "--teacher_model and --teacher_epochs each choose a teacher")
+def test_two_teachers_are_refused_before_any_data_is_read(tmp_path, capsys):
+    error = train_refusal(capsys, "--teacher_epochs", "1", "--teacher_model", "checkpoints/mnist-vit", "--data_dir",
+                          str(tmp_path), "--output_dir", str(tmp_path / "run"))
+    assert "--teacher_model and --teacher_epochs each choose a teacher" in error

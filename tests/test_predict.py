@@ -15,7 +15,8 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from conftest import REPO_ROOT, ink_on_transparency
-from mnist_vit.inference import MAX_SIDE, DigitClassifier, ImageReadError, attention_picture, find_images, read_image
+from mnist_vit.errors import UserError
+from mnist_vit.inference import MAX_SIDE, NOT_ITS_CONFIG, DigitClassifier, ImageReadError, attention_picture, find_images, read_image
 
 
 def run_predict(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -298,14 +299,21 @@ def broken_models(shipped_model: Path, folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.slow
-def test_a_model_that_cannot_be_loaded_is_one_sentence_naming_it(shipped_model, tmp_path, mnist_test_digits):
-    Image.fromarray(mnist_test_digits[0][0]).save(tmp_path / "digit.png")
+def test_a_model_that_cannot_be_loaded_is_one_sentence_naming_it(shipped_model, tmp_path):
     for model, message in broken_models(shipped_model, tmp_path).items():
-        result = run_predict("digit.png", "--model", model, cwd=tmp_path)
-        assert result.returncode == 2, (model, result.stderr)
-        assert "Traceback" not in result.stderr and result.stdout == "", (model, result.stderr)
-        assert result.stderr.startswith(f"error: cannot load the model from {model}: {message}"), result.stderr
+        with pytest.raises(UserError) as refusal:
+            DigitClassifier.from_pretrained(model)
+        assert str(refusal.value).startswith(f"cannot load the model from {model}: {message}"), str(refusal.value)
+
+
+@pytest.mark.slow  # a fresh Python process: seconds
+def test_predict_prints_only_that_sentence(shipped_model, tmp_path, mnist_test_digits):
+    """A config of another depth is the case where transformers would also print its loading report."""
+    Image.fromarray(mnist_test_digits[0][0]).save(tmp_path / "digit.png")
+    model = next(path for path in broken_models(shipped_model, tmp_path) if path.endswith("wrong-depth"))
+    result = run_predict("digit.png", "--model", model, cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == "", result.stderr
+    assert result.stderr == f"error: cannot load the model from {model}: {NOT_ITS_CONFIG.format(path=model)}\n"
 
 
 def test_predict_uses_sdpa_and_explain_switches_to_eager(shipped_model, mnist_test_digits):

@@ -21,7 +21,7 @@ from huggingface_hub import HfApi, ModelCard
 from PIL import Image
 
 from app_harness import free_port
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, write_idx
 from hub_server import Account, FakeHub, Repo
 from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
 from mnist_vit.data import read_idx
@@ -85,14 +85,25 @@ def api_calls(hub: FakeHub) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def staged_repo(shipped_model, mnist_dir, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+def publishing_data(mnist_dir, tmp_path_factory) -> Path:
+    """A --data_dir for publishing: MNIST's first 1,000 test digits (the widget examples and the ONNX check come
+    from them) and 100 training digits. The ONNX check on all 10,000 took half a minute of each publishing run."""
+    folder = tmp_path_factory.mktemp("publishing_data")
+    for name, count in (("train-images-idx3-ubyte.gz", 100), ("train-labels-idx1-ubyte.gz", 100),
+                        ("t10k-images-idx3-ubyte.gz", 1000), ("t10k-labels-idx1-ubyte.gz", 1000)):
+        write_idx(folder / name, read_idx(mnist_dir / name)[:count], compress=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def staged_repo(shipped_model, publishing_data, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     """The folder a `--dry_run --staging_dir` run builds and checks: the shipped model in remote_code/, the model
     trained for uploads at the root. (The quick run cannot be published: its 8-bit ONNX file gives torch's label
     to too few test digits, and it reads no 3 as the root does, so no widget example of a 3 reads alike.)"""
     home, folder = tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("staged") / "repo"
     result = run_push(
         "--model_dir", str(shipped_model), "--root_model", str(ROOT_MODEL), "--repo_id", "alice/mnist-vit",
-        "--data_dir", str(mnist_dir), "--dry_run", "--staging_dir", str(folder), home=home,
+        "--data_dir", str(publishing_data), "--dry_run", "--staging_dir", str(folder), home=home,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, result
@@ -116,10 +127,10 @@ def test_dry_run_builds_and_checks_exactly_the_repo_files(staged_repo):
 
 
 @pytest.mark.slow
-def test_widget_examples_are_test_digits_of_their_class(staged_repo, mnist_dir):
+def test_widget_examples_are_test_digits_of_their_class(staged_repo, publishing_data):
     folder, _ = staged_repo
-    images = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")
+    images = read_idx(publishing_data / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(publishing_data / "t10k-labels-idx1-ubyte.gz")
     for digit in range(10):
         example = np.asarray(Image.open(folder / "examples" / f"{digit}.png"))
         assert any(np.array_equal(example, image) for image in images[labels == digit])
@@ -254,11 +265,11 @@ print(json.dumps([root(picture, top_k=1)[0]["label"], remote(picture, top_k=1)[0
 
 
 @pytest.mark.slow
-def test_publish_sends_one_commit_that_loads_from_the_hub(staged_repo, shipped_model, mnist_dir, tmp_path):
+def test_publish_sends_one_commit_that_loads_from_the_hub(staged_repo, shipped_model, publishing_data, tmp_path):
     with FakeHub(ALICE) as hub:
         result = run_push(
             "--model_dir", str(shipped_model), "--root_model", str(ROOT_MODEL), "--repo_id", "alice/mnist-vit",
-            "--data_dir", str(mnist_dir), home=tmp_path, HF_ENDPOINT=hub.url, HF_TOKEN="hf_alice",
+            "--data_dir", str(publishing_data), home=tmp_path, HF_ENDPOINT=hub.url, HF_TOKEN="hf_alice",
         )
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"{hub.url}/alice/mnist-vit" in result.stdout
@@ -384,10 +395,10 @@ def test_a_model_that_never_trained_is_refused(trained_run, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_shipped_checkpoint_publishes_and_its_card_says_what_it_lacks(shipped_model, mnist_dir, tmp_path):
+def test_the_shipped_checkpoint_publishes_and_its_card_says_what_it_lacks(shipped_model, publishing_data, tmp_path):
     folder = tmp_path / "repo"
     result = run_push(
-        "--model_dir", str(shipped_model), "--repo_id", "alice/mnist-vit", "--data_dir", str(mnist_dir),
+        "--model_dir", str(shipped_model), "--repo_id", "alice/mnist-vit", "--data_dir", str(publishing_data),
         "--dry_run", "--staging_dir", str(folder), home=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -401,10 +412,10 @@ def test_the_shipped_checkpoint_publishes_and_its_card_says_what_it_lacks(shippe
 
 
 @pytest.mark.slow
-def test_a_run_with_training_curves_publishes_them(mnist_dir, tmp_path):
+def test_a_run_with_training_curves_publishes_them(publishing_data, tmp_path):
     folder = tmp_path / "repo"
     result = run_push(
-        "--model_dir", str(ROOT_MODEL), "--repo_id", "alice/mnist-vit", "--data_dir", str(mnist_dir),
+        "--model_dir", str(ROOT_MODEL), "--repo_id", "alice/mnist-vit", "--data_dir", str(publishing_data),
         "--dry_run", "--staging_dir", str(folder), home=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -415,14 +426,14 @@ def test_a_run_with_training_curves_publishes_them(mnist_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_bare_model_folder_publishes_with_a_card_that_says_what_it_cannot_know(shipped_model, mnist_dir, tmp_path):
+def test_a_bare_model_folder_publishes_with_a_card_that_says_what_it_cannot_know(shipped_model, publishing_data, tmp_path):
     bare = tmp_path / "bare"
     bare.mkdir()
     for name in MODEL_FILES:
         shutil.copy(shipped_model / name, bare / name)
     folder = tmp_path / "repo"
     result = run_push(
-        "--model_dir", str(bare), "--repo_id", "alice/mnist-vit", "--data_dir", str(mnist_dir),
+        "--model_dir", str(bare), "--repo_id", "alice/mnist-vit", "--data_dir", str(publishing_data),
         "--dry_run", "--staging_dir", str(folder), home=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -495,7 +506,7 @@ def test_the_check_runs_the_onnx_files(staged_repo, staged, tmp_path, monkeypatc
 
 
 @pytest.mark.slow
-def test_a_root_model_whose_onnx_disagrees_is_refused_and_nothing_is_uploaded(shipped_model, mnist_dir, tmp_path):
+def test_a_root_model_whose_onnx_disagrees_is_refused_and_nothing_is_uploaded(shipped_model, publishing_data, tmp_path):
     """Logits 10,000 times larger: float32 rounding in the ONNX graph then moves them by far more than 1e-4."""
     overconfident = MnistViTForImageClassification.from_pretrained(ROOT_MODEL)
     with torch.no_grad():
@@ -506,7 +517,7 @@ def test_a_root_model_whose_onnx_disagrees_is_refused_and_nothing_is_uploaded(sh
     with FakeHub(ALICE) as hub:
         result = run_push(
             "--model_dir", str(shipped_model), "--root_model", str(tmp_path / "root"), "--repo_id", "alice/mnist-vit",
-            "--data_dir", str(mnist_dir), home=tmp_path, HF_ENDPOINT=hub.url, HF_TOKEN="hf_alice",
+            "--data_dir", str(publishing_data), home=tmp_path, HF_ENDPOINT=hub.url, HF_TOKEN="hf_alice",
         )
     assert_refused(result, "disagrees with torch, so it was not written", "differ from torch's by up to")
     assert hub.commits == [] and "alice/mnist-vit" not in hub.repos

@@ -24,13 +24,12 @@ from transformers import (
     ViTImageProcessorPil,
 )
 
-from conftest import MNIST_DIR, REPO_ROOT, TINY_MODEL, assert_user_error, folder_digest, run_train
+from conftest import MNIST_DIR, REPO_ROOT, TINY_MODEL, assert_user_error, folder_digest, run_train, train_refusal
 from hub_server import Account, FakeHub
 from mnist_vit.data import normalize, read_idx
 from mnist_vit.transfer import StockModelInput
 
-sys.path.insert(0, str(REPO_ROOT))
-import train  # noqa: E402
+import train  # noqa: E402  (the entry point, from REPO_ROOT: conftest puts it on sys.path)
 
 QUICK = ["--max_train_samples", "256", "--max_eval_samples", "64", "--validation_size", "128", "--max_steps", "2",
          "--per_device_train_batch_size", "32", "--disable_tqdm", "true"]
@@ -80,13 +79,12 @@ def test_do_flags_do_exactly_what_they_name(trained_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_overwrite_output_dir_starts_afresh_but_never_touches_other_files(trained_run, tmp_path):
+def test_overwrite_output_dir_starts_afresh_but_never_touches_other_files(trained_run, tmp_path, capsys):
     finished = tmp_path / "finished"
     shutil.copytree(trained_run, finished)
     (finished / "notes.txt").write_text("mine")
     before = folder_digest(finished)
-    result = run_train("--output_dir", str(finished), "--overwrite_output_dir", *TINY_MODEL, *QUICK)
-    assert_user_error(result, "holds other files (notes.txt)")
+    assert "holds other files (notes.txt)" in train_refusal(capsys, "--output_dir", str(finished), "--overwrite_output_dir", *QUICK)
     assert folder_digest(finished) == before
 
     (finished / "notes.txt").unlink()
@@ -119,7 +117,7 @@ def write_digit_folder(root, splits: tuple[str, ...], per_class: int = 12) -> No
 
 
 @pytest.mark.slow
-def test_image_folders_without_test_are_reported_on_validation(tmp_path):
+def test_image_folders_without_test_are_reported_on_validation(tmp_path, capsys):
     write_digit_folder(tmp_path / "digits", ("train", "validation"))
     cache = tmp_path / "cache"
     for source in (["--data_dir", str(tmp_path / "digits")],
@@ -136,8 +134,8 @@ def test_image_folders_without_test_are_reported_on_validation(tmp_path):
         assert "validation (no test split) accuracy" in result.stdout
     assert any(cache.rglob("*.arrow"))  # --cache_dir holds the image folder's cache
 
-    result = run_train("--output_dir", str(tmp_path / "bad"), *QUICK, "--image_column_name", "picture")
-    assert_user_error(result, "has no Image column 'picture'")
+    error = train_refusal(capsys, "--output_dir", str(tmp_path / "bad"), *QUICK, "--image_column_name", "picture")
+    assert "has no Image column 'picture'" in error
 
 
 @pytest.mark.slow
@@ -188,10 +186,10 @@ def test_stock_input_matches_the_stock_processor(stock_model):
 
 
 @pytest.mark.slow
-def test_stock_model_fine_tunes_on_mnist_with_a_new_head(stock_model, tmp_path):
+def test_stock_model_fine_tunes_on_mnist_with_a_new_head(stock_model, tmp_path, capsys):
     folder, _, class_name = stock_model
-    refused = run_train("--model_name_or_path", str(folder), "--output_dir", str(tmp_path / "refused"), *QUICK)
-    assert_user_error(refused, "classifies 3 labels", "--ignore_mismatched_sizes")
+    refused = train_refusal(capsys, "--model_name_or_path", str(folder), "--output_dir", str(tmp_path / "refused"), *QUICK)
+    assert "classifies 3 labels" in refused and "--ignore_mismatched_sizes" in refused
     output_dir = tmp_path / "run"
     result = run_train("--model_name_or_path", str(folder), "--ignore_mismatched_sizes", "--output_dir", str(output_dir), *QUICK)
     assert result.returncode == 0, result.stderr[-3000:]
