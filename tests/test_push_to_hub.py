@@ -21,7 +21,7 @@ from huggingface_hub import HfApi, ModelCard
 from PIL import Image
 
 from app_harness import free_port
-from conftest import REPO_ROOT, write_idx
+from conftest import REPO_ROOT
 from hub_server import Account, FakeHub, Repo
 from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
 from mnist_vit.data import read_idx
@@ -82,17 +82,6 @@ def minutes_and_seconds(train_results_file: Path) -> str:
 def api_calls(hub: FakeHub) -> list[tuple[str, str]]:
     """The requests the hub received, less the agent-harness registry the client fetches once a day."""
     return [request for request in hub.requests if request[1] != "/api/agent-harnesses"]
-
-
-@pytest.fixture(scope="module")
-def publishing_data(mnist_dir, tmp_path_factory) -> Path:
-    """A --data_dir for publishing: MNIST's first 1,000 test digits (the widget examples and the ONNX check come
-    from them) and 100 training digits. The ONNX check on all 10,000 took half a minute of each publishing run."""
-    folder = tmp_path_factory.mktemp("publishing_data")
-    for name, count in (("train-images-idx3-ubyte.gz", 100), ("train-labels-idx1-ubyte.gz", 100),
-                        ("t10k-images-idx3-ubyte.gz", 1000), ("t10k-labels-idx1-ubyte.gz", 1000)):
-        write_idx(folder / name, read_idx(mnist_dir / name)[:count], compress=True)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -211,12 +211,13 @@ def push_env(tmp_path, endpoint: str) -> dict:
 
 
 @pytest.mark.slow
-def test_push_to_hub_publishes_our_model_through_our_publisher(shipped_model, tmp_path):
+def test_push_to_hub_publishes_our_model_through_our_publisher(shipped_model, publishing_data, tmp_path):
     # the shipped model, hardly moved: the publisher refuses a model so untrained that its 8-bit ONNX export
     # disagrees with torch, which a 2-step run from scratch (or from the quick trained run) is
     with FakeHub({"hf_alice": Account("alice")}) as hub:
         result = run_train("--model_name_or_path", str(shipped_model), "--output_dir", str(tmp_path / "mnist-run"),
-                           *QUICK, "--learning_rate", "1e-6", "--push_to_hub", env=push_env(tmp_path, hub.url))
+                           *QUICK, "--learning_rate", "1e-6", "--push_to_hub", "--data_dir", str(publishing_data),
+                           env=push_env(tmp_path, hub.url))
         assert result.returncode == 0, result.stderr[-3000:]
         (commit,) = hub.commits
     files = set(hub.repos["alice/mnist-run"].files("main"))
