@@ -119,9 +119,12 @@ def test_mistakes_are_shown_most_confident_first(predicted_digits):
     assert report.most_confident_mistakes(labels, probabilities).tolist() == [10, 20, 3]
     assert report.most_confident_mistakes(labels, probabilities, limit=2).tolist() == [10, 20]
     figure = report.plot_misclassified(images, labels, probabilities, np.array([10, 20, 3]), DIGIT_NAMES)
-    titles = [axes.get_title() for axes in figure.axes]
+    (axes,) = figure.axes
+    titles = [text.get_text() for text in axes.texts]
     expected = [f"true {labels[i]} / pred {(labels[i] + 1) % 10} ({p:.2f})" for i, p in ((10, 0.95), (20, 0.7), (3, 0.55))]
     assert titles == expected
+    shown = [picture.get_array() for picture in axes.images]  # the digits themselves, in the same order
+    assert all(np.array_equal(picture, images[i]) for picture, i in zip(shown, (10, 20, 3), strict=True))
 
 
 def test_no_mistakes_still_draws_a_picture(tmp_path, mnist_test_digits, trainer_metrics):
