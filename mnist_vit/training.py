@@ -564,6 +564,8 @@ def run(
     train, _, _ = training_args.steps()
     if not train and model_args.model_name_or_path is None:
         raise UserError("Evaluating or testing without --do_train needs --model_name_or_path: the trained model.")
+    if not train and training_args.hp_search_trials:
+        raise UserError("--hp_search_trials searches by training: pass it without --eval_only, --do_eval or --do_predict.")
     check_numbers(data_args, augmentation, training_args)
     output_dir = Path(training_args.output_dir)
     check_output_dir(output_dir, training_args.overwrite_output_dir)
@@ -591,6 +593,8 @@ def train_and_report(
     label_names = splits["train"].features["label"].names
     model = build_model(model_args, label_names, token)
     data_processor, model_processor = build_image_processors(model_args, model, token)
+    if not train:  # evaluating or testing only: preparing the training images would take minutes for nothing
+        del splits["train"]
     dataset = {name: InMemorySplit(split) for name, split in to_pixel_arrays(splits, data_processor).items()}
     report_split = "test" if "test" in dataset else "validation"
     output_dir = Path(training_args.output_dir)
@@ -622,7 +626,7 @@ def train_and_report(
         model_init=(lambda trial: build_model(model_args, label_names, token)) if training_args.hp_search_trials else None,
         args=training_args,
         data_collator=collate_batch,
-        train_dataset=dataset["train"],
+        train_dataset=dataset.get("train"),
         eval_dataset=dataset["validation"],
         processing_class=model_processor,
         compute_metrics=compute_metrics_fn(len(label_names)),

@@ -355,6 +355,7 @@ def test_incompatible_checkpoint_says_what_to_do(trained_run, tmp_path, capsys):
     [
         (["--eval_only"], "without --do_train needs --model_name_or_path"),
         (["--do_eval"], "without --do_train needs --model_name_or_path"),
+        (["--eval_only", "--model_name_or_path", "runs/any", "--hp_search_trials", "2"], "--hp_search_trials searches by training"),
         # refused once the data is read (the first read converts MNIST: a minute)
         pytest.param(["--model_name_or_path", "/no/such/model"], "Could not load a model from '/no/such/model'", marks=pytest.mark.slow),
         pytest.param(["--patch_size", "5"], "must be divisible by `patch_size`", marks=pytest.mark.slow),
