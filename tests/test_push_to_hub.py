@@ -5,7 +5,6 @@ it with `HF_ENDPOINT` in a subprocess (as users run push_to_hub.py) or with `HfA
 """
 
 import importlib.metadata
-import importlib.util
 import json
 import os
 import shutil
@@ -32,6 +31,8 @@ from mnist_vit.model_card import build_model_card
 from mnist_vit.onnx_export import OnnxAgreement
 from mnist_vit.run_folder import MODEL_FILES, load_run
 from mnist_vit.staging import validate_staged_folder
+
+import push_to_hub  # the entry point, from REPO_ROOT: conftest puts it on sys.path
 
 REMOTE_CODE_FILES = (
     "config.json", "model.safetensors", "preprocessor_config.json",
@@ -63,6 +64,12 @@ def run_push(*flags: str, home: Path, **environment: str) -> subprocess.Complete
     env.update(HF_HOME=str(home), HF_DATASETS_CACHE=str(datasets.config.HF_DATASETS_CACHE), **environment)
     command = [sys.executable, str(REPO_ROOT / "push_to_hub.py"), *flags]
     return subprocess.run(command, cwd=home, env=env, capture_output=True, text=True, timeout=600)
+
+
+def entry_point_status(*flags: str) -> int:
+    """push_to_hub.py's main in this process, as its command line runs it (a fresh process spends seconds on
+    imports; the tests that upload run it as users do): the exit status."""
+    return exit_status(lambda: push_to_hub.main(list(flags)))
 
 
 def assert_refused(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -352,14 +359,6 @@ def test_no_network_is_refused():
         check_write_access(HfApi(endpoint=endpoint, token="hf_alice"), "alice/mnist-vit")
 
 
-def entry_point_status(*flags: str) -> int:
-    """push_to_hub.py's main in this process, as its command line runs it: the exit status."""
-    spec = importlib.util.spec_from_file_location("push_to_hub", REPO_ROOT / "push_to_hub.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return exit_status(lambda: module.main(list(flags)))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("missing", MODEL_FILES)
 def test_a_folder_without_a_model_is_refused_naming_what_is_missing(trained_run, tmp_path, capsys, missing):
@@ -384,13 +383,13 @@ def test_a_model_that_never_trained_is_refused(trained_run, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_the_shipped_checkpoint_publishes_and_its_card_says_what_it_lacks(shipped_model, publishing_data, tmp_path):
+def test_the_shipped_checkpoint_publishes_and_its_card_says_what_it_lacks(shipped_model, publishing_data, tmp_path, capsys):
     folder = tmp_path / "repo"
-    result = run_push(
+    status = entry_point_status(
         "--model_dir", str(shipped_model), "--repo_id", "alice/mnist-vit", "--data_dir", str(publishing_data),
-        "--dry_run", "--staging_dir", str(folder), home=tmp_path,
+        "--dry_run", "--staging_dir", str(folder),
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert status == 0, capsys.readouterr().err[-3000:]
     assert files_in(folder) == EXPECTED_FILES
     card = ModelCard.load(folder / "README.md")
     test_results = json.loads((shipped_model / "test_results.json").read_text())
@@ -401,13 +400,13 @@ def test_the_shipped_checkpoint_publishes_and_its_card_says_what_it_lacks(shippe
 
 
 @pytest.mark.slow
-def test_a_run_with_training_curves_publishes_them(publishing_data, tmp_path):
+def test_a_run_with_training_curves_publishes_them(publishing_data, tmp_path, capsys):
     folder = tmp_path / "repo"
-    result = run_push(
+    status = entry_point_status(
         "--model_dir", str(ROOT_MODEL), "--repo_id", "alice/mnist-vit", "--data_dir", str(publishing_data),
-        "--dry_run", "--staging_dir", str(folder), home=tmp_path,
+        "--dry_run", "--staging_dir", str(folder),
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert status == 0, capsys.readouterr().err[-3000:]
     assert files_in(folder) == EXPECTED_FILES | {"training_curves.png"}
     assert (folder / "training_curves.png").read_bytes() == (ROOT_MODEL / "training_curves.png").read_bytes()
     card = ModelCard.load(folder / "README.md").text
@@ -415,17 +414,17 @@ def test_a_run_with_training_curves_publishes_them(publishing_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_bare_model_folder_publishes_with_a_card_that_says_what_it_cannot_know(shipped_model, publishing_data, tmp_path):
+def test_a_bare_model_folder_publishes_with_a_card_that_says_what_it_cannot_know(shipped_model, publishing_data, tmp_path, capsys):
     bare = tmp_path / "bare"
     bare.mkdir()
     for name in MODEL_FILES:
         shutil.copy(shipped_model / name, bare / name)
     folder = tmp_path / "repo"
-    result = run_push(
+    status = entry_point_status(
         "--model_dir", str(bare), "--repo_id", "alice/mnist-vit", "--data_dir", str(publishing_data),
-        "--dry_run", "--staging_dir", str(folder), home=tmp_path,
+        "--dry_run", "--staging_dir", str(folder),
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert status == 0, capsys.readouterr().err[-3000:]
     assert files_in(folder) == EXPECTED_FILES - {"confusion_matrix.png", "misclassified.png", "reliability_diagram.png"}
     card = ModelCard.load(folder / "README.md")
     assert card.data.eval_results is None
