@@ -565,7 +565,7 @@ def run(
     if not train and model_args.model_name_or_path is None:
         raise UserError("Evaluating or testing without --do_train needs --model_name_or_path: the trained model.")
     if not train and training_args.hp_search_trials:
-        raise UserError("--hp_search_trials searches by training: pass it without --eval_only, --do_eval or --do_predict.")
+        raise UserError("--hp_search_trials searches by training: add --do_train, or leave out --eval_only.")
     check_numbers(data_args, augmentation, training_args)
     output_dir = Path(training_args.output_dir)
     check_output_dir(output_dir, training_args.overwrite_output_dir)
