@@ -151,19 +151,20 @@ def plot_misclassified(
     columns = min(MISCLASSIFIED_COLUMNS, len(indices))
     rows = math.ceil(len(indices) / columns)
     height, width = images.shape[1:3]
-    cell_width, cell_height = width + 4, height + 10  # pixels: a margin, and room for the title above the digit
-    inches = 1.3 / cell_width  # per pixel
-    figure = Figure(figsize=(inches * cell_width * columns, inches * cell_height * rows))
+    pixels_per_inch = width / 1.1  # each digit shown 1.1 inches wide, whatever its size
+    margin, title_room = 0.1 * pixels_per_inch, 0.3 * pixels_per_inch
+    cell_width, cell_height = width + 2 * margin, height + title_room + margin
+    figure = Figure(figsize=(cell_width * columns / pixels_per_inch, cell_height * rows / pixels_per_inch))
     axes = figure.add_axes((0, 0, 1, 1))
     axes.set(xlim=(0, cell_width * columns), ylim=(cell_height * rows, 0))
     axes.axis("off")
     for position, index in enumerate(indices):
         row, column = divmod(position, columns)
-        left, top = column * cell_width + 2, row * cell_height + 8
+        left, top = column * cell_width + margin, row * cell_height + title_room
         axes.imshow(images[index], cmap="gray", vmin=0, vmax=255, extent=(left, left + width, top + height, top))
         predicted = probabilities[index].argmax()
         title = f"true {label_names[labels[index]]} / pred {label_names[predicted]} ({probabilities[index, predicted]:.2f})"
-        axes.text(left + width / 2, top - 1, title, ha="center", va="bottom", fontsize=7)
+        axes.text(left + width / 2, top - margin / 2, title, ha="center", va="bottom", fontsize=7)
     return figure
 
 

@@ -237,8 +237,8 @@ def data_source(data_args: DataArguments) -> str:
     return data_args.train_dir or data_args.data_dir or data_args.dataset_name
 
 
-def load_splits(data_args: DataArguments, cache_dir: str | None, token: str | None) -> datasets.DatasetDict:
-    """The train, validation and (if the data has one) test splits, limited as the flags ask."""
+def load_splits(data_args: DataArguments, cache_dir: str | None, token: str | None, train: bool) -> datasets.DatasetDict:
+    """The train (if `train`), validation and (if the data has one) test splits, limited as the flags ask."""
     if data_args.train_dir is not None:
         if data_args.data_dir is not None:
             raise UserError("Pass --data_dir or --train_dir (with --validation_dir), not both.")
@@ -257,7 +257,9 @@ def load_splits(data_args: DataArguments, cache_dir: str | None, token: str | No
     size = data_args.validation_size
     dataset = split_train_validation(dataset, int(size) if size >= 1 else size, seed=42)
     dataset = limit_samples(dataset, data_args.max_train_samples, data_args.max_eval_samples)
-    if data_args.typed_digits:
+    if not train:  # evaluating or testing only: preparing the training images would take minutes for nothing
+        del dataset["train"]
+    elif data_args.typed_digits:
         typed = typed_digits_split(data_args.typed_digits, dataset["train"].features, seed=0)
         dataset["train"] = datasets.concatenate_datasets([dataset["train"], typed])
     return dataset
@@ -589,12 +591,10 @@ def train_and_report(
     token = training_args.hub_token
     say(training_args, f"Reading {data_source(data_args)} (MNIST's IDX files are converted once, in about a minute; "
         "later runs read the cache)")
-    splits = load_splits(data_args, model_args.cache_dir, token)
-    label_names = splits["train"].features["label"].names
+    splits = load_splits(data_args, model_args.cache_dir, token, train)
+    label_names = splits["validation"].features["label"].names
     model = build_model(model_args, label_names, token)
     data_processor, model_processor = build_image_processors(model_args, model, token)
-    if not train:  # evaluating or testing only: preparing the training images would take minutes for nothing
-        del splits["train"]
     dataset = {name: InMemorySplit(split) for name, split in to_pixel_arrays(splits, data_processor).items()}
     report_split = "test" if "test" in dataset else "validation"
     output_dir = Path(training_args.output_dir)

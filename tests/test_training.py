@@ -16,7 +16,9 @@ from transformers import AutoImageProcessor
 from conftest import MNIST_DIR, QUICK_RUN_FLAGS, REPO_ROOT, TINY_MODEL, assert_user_error, folder_digest, run_train, train_refusal
 from mnist_vit import MnistViTForImageClassification, MnistViTImageProcessor
 from mnist_vit.data import Augmentation
-from mnist_vit.training import LOCK_FILE, ModelArguments, UserError, build_model, check_numbers, check_output_dir
+from mnist_vit.training import (
+    LOCK_FILE, DataArguments, ModelArguments, UserError, build_model, check_numbers, check_output_dir, load_splits,
+)
 
 import train  # noqa: E402  (the entry point, from REPO_ROOT: conftest puts it on sys.path)
 
@@ -217,6 +219,13 @@ def test_hub_dataset_without_network_suggests_data_dir(tmp_path):
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert_user_error(result, "error: Could not download 'ylecun/mnist' from the Hugging Face Hub (no network?). "
                       "Pass --data_dir with the four MNIST IDX files instead.")
+
+
+def test_evaluating_alone_prepares_no_training_split(publishing_data):
+    data_args = DataArguments(data_dir=str(publishing_data), validation_size=100, typed_digits=50)
+    assert set(load_splits(data_args, None, None, train=False)) == {"validation", "test"}
+    training = load_splits(data_args, None, None, train=True)
+    assert len(training["train"]) == 900 + 50  # the typed digits only when training
 
 
 def test_bad_data_folder_names_what_is_missing(tmp_path, capsys):
