@@ -99,10 +99,14 @@ QUICK_RUN_FLAGS = [
 ]
 
 
+def with_mnist(flags: tuple[str, ...]) -> list[str]:
+    """train.py's FLAGS with `--data_dir <MNIST>` after them, unless they name a --data_dir."""
+    return [*flags] if "--data_dir" in flags else [*flags, "--data_dir", str(MNIST_DIR)]
+
+
 def run_train(*flags: str, cwd: Path = REPO_ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`python train.py FLAGS --data_dir <MNIST>` (unless FLAGS name a --data_dir) in a subprocess, as a user runs it."""
-    data = [] if "--data_dir" in flags else ["--data_dir", str(MNIST_DIR)]
-    command = [sys.executable, str(REPO_ROOT / "train.py"), *flags, *data]
+    """`python train.py FLAGS` (`with_mnist`) in a subprocess, as a user runs it."""
+    command = [sys.executable, str(REPO_ROOT / "train.py"), *with_mnist(flags)]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -118,14 +122,13 @@ def assert_user_error(result: subprocess.CompletedProcess, *fragments: str) -> N
 
 
 def train_refusal(capsys: pytest.CaptureFixture, *flags: str) -> str:
-    """`python train.py FLAGS --data_dir <MNIST>` (unless FLAGS name a --data_dir) for a run that must be refused:
+    """`python train.py FLAGS` (`with_mnist`) for a run that must be refused:
     its `main` in this process, as the command line runs it (a fresh process costs seconds of imports; the
     command line's own error path is tested in one). Checks the exit status and that stderr ends with one sentence
     (before it: progress bars, when the refusal comes after the session's first read of MNIST); returns it."""
     import train  # the entry point, from REPO_ROOT (on sys.path: see above)
 
-    data = [] if "--data_dir" in flags else ["--data_dir", str(MNIST_DIR)]
-    status = exit_status(lambda: train.main([*flags, *data]))
+    status = exit_status(lambda: train.main(with_mnist(flags)))
     error = capsys.readouterr().err
     assert status == 2 and "Traceback" not in error, error
     last_line = error.strip().splitlines()[-1]
