@@ -40,6 +40,10 @@ MIN_WINDOW = 9
 PLAIN = 0.01
 # The narrow paper sunk this far below the wide paper (a share of the ink's contrast) is a shadow or a bold stroke
 SUNK = 0.25
+# A piece of a photo's ink that touches the border and reaches no further into the picture than this (a share of
+# its longer side) is a sliver of desk or shadow: where a shadow's or a sticky note's edge meets the border at an
+# acute angle, the paper's closing fills the corner in
+SLIVER_DEPTH = 0.1
 # ITU-R 601-2 luma, the weights PIL uses for convert("L")
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -462,12 +466,13 @@ def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
     """The main, most central mark and the pieces close to it, as a mask; None if nothing looks like a digit.
 
     Specks are not digits, nor are pieces lying along the picture's border (desk, shadows, the page's edge) for
-    over 6% of its longer side; on `plain` paper (a canvas, a typed digit, a scan), which has no desk or shadows,
-    for over a quarter: a digit drawn or set up to the picture's edge touches it along a bold stroke. The main
-    piece is the largest, weighted by how central it is; pieces within a quarter of its size join it (the
-    bar of a 7, the two strokes of a 4). A mark twice as wide as it is tall is no digit (a bit of ruling or of a
-    shadow's edge); on plain paper, 2.5 times (3 of MNIST's 60,000 training digits are flatter than 2:1, none
-    than 2.2:1).
+    over 6% of its longer side, nor, on a photo, pieces at the border that reach less than SLIVER_DEPTH into the
+    picture; on `plain` paper (a canvas, a typed digit, a scan), which has no desk or shadows, only pieces along
+    the border for over a quarter of it: a digit drawn or set up to the picture's edge touches it along a bold
+    stroke. The main piece is the largest, weighted by how central it is; pieces within a quarter of its size
+    join it (the bar of a 7, the two strokes of a 4). A mark twice as wide as it is tall is no digit (a bit of
+    ruling or of a shadow's edge); on plain paper, 2.5 times (3 of MNIST's 60,000 training digits are flatter
+    than 2:1, none than 2.2:1).
     """
     labels, count = connected_components(dilate(strokes, 3))
     labels = labels * strokes
@@ -484,10 +489,13 @@ def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
     size = np.maximum(bottom - top, right - left)
     # a stroke may run off the picture (a big drawing); desk, shadows and the page's edge lie along its border
     along_border = np.bincount(border_pixels(labels), minlength=count + 1)[1:]
+    depth = np.zeros(count, np.int64)  # how far each piece reaches into the picture from its border
+    np.maximum.at(depth, which, np.minimum(np.minimum(ys, height - 1 - ys), np.minimum(xs, width - 1 - xs)))
     plausible = (
         (areas >= 0.0005 * strokes.size)
         & (size >= 0.04 * max(height, width))
         & (along_border <= (0.25 if plain else 0.06) * max(height, width))
+        & (plain | (along_border == 0) | (depth >= SLIVER_DEPTH * max(height, width)))
     )
     if not plausible.any():
         return None
