@@ -489,14 +489,15 @@ def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
     size = np.maximum(bottom - top, right - left)
     # a stroke may run off the picture (a big drawing); desk, shadows and the page's edge lie along its border
     along_border = np.bincount(border_pixels(labels), minlength=count + 1)[1:]
-    depth = np.zeros(count, np.int64)  # how far each piece reaches into the picture from its border
-    np.maximum.at(depth, which, np.minimum(np.minimum(ys, height - 1 - ys), np.minimum(xs, width - 1 - xs)))
     plausible = (
         (areas >= 0.0005 * strokes.size)
         & (size >= 0.04 * max(height, width))
         & (along_border <= (0.25 if plain else 0.06) * max(height, width))
-        & (plain | (along_border == 0) | (depth >= SLIVER_DEPTH * max(height, width)))
     )
+    if not plain:  # a photo: no slivers of desk or shadow at its border
+        depth = np.zeros(count, np.int64)  # how far each piece reaches into the picture from its border
+        np.maximum.at(depth, which, np.minimum(np.minimum(ys, height - 1 - ys), np.minimum(xs, width - 1 - xs)))
+        plausible &= (along_border == 0) | (depth >= SLIVER_DEPTH * max(height, width))
     if not plausible.any():
         return None
     off_centre = np.hypot(((top + bottom) / 2 - height / 2) / height, ((left + right) / 2 - width / 2) / width)
