@@ -1,7 +1,7 @@
 """Training with the Hugging Face `Trainer`: arguments, model, metrics, resume rules and the final report.
 
-`train.py` parses the three argument dataclasses here (or a JSON/YAML recipe) and calls `run`.
-The Trainer brings everything else: one CPU, one GPU, or many processes under `accelerate launch`
+`train.py` parses the three argument dataclasses here and `data.Augmentation` (or a JSON/YAML recipe) and calls
+`run`. The Trainer brings everything else: one CPU, one GPU, or many processes under `accelerate launch`
 or `torchrun`; bf16, `torch.compile`, logging to TensorBoard; checkpoints and resume. The flags of
 transformers' `examples/pytorch/image-classification/run_image_classification.py` mean the same here.
 """
