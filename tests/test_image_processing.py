@@ -175,15 +175,34 @@ def test_faint_ink_comes_back_at_full_strength(processor, mnist_test_digits):
     np.testing.assert_allclose(unnormalized(processor, pencil), unnormalized(processor, digit), atol=0.02)
 
 
-@pytest.mark.parametrize("width", [6, 18, 24, 30, 36, 42, 54])
+@pytest.mark.parametrize("width", [30, 36, 42, 54])
 def test_strokes_of_any_width_on_a_plain_canvas_come_back_whole(processor, width):
     """A felt pen's stroke on a drawing app's canvas, however wide: the digit is the canvas's ink as it is (strokes
-    about as wide as the window that measures the paper came back hollow, correlating 0.51-0.91)."""
+    about as wide as the window that measures the paper came back hollow, correlating 0.51-0.91). Strokes under
+    MNIST's share of the digit (here under 30 pixels) are widened: the next test."""
     canvas = Image.new("L", (200, 200), 255)
     ImageDraw.Draw(canvas).line([(150, 20), (50, 180)], fill=0, width=width)
     canvas = canvas.filter(ImageFilter.GaussianBlur(2))
     as_it_is = processor(255 - np.asarray(canvas), do_find_digit=False, return_tensors="np")["pixel_values"]
     assert correlation(unnormalized(processor, canvas), as_it_is[0, 0] * STD + MEAN) > 0.999
+
+
+def stroke_width(digit: np.ndarray) -> float:
+    """Twice the area of a 28x28 digit's strokes over their outline, in pixels."""
+    strokes = np.squeeze(digit) > 0.25 * digit.max()
+    padded = np.pad(strokes, 1)
+    inner = padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return 2 * strokes.sum() / (strokes & ~inner).sum()
+
+
+@pytest.mark.parametrize("pen", [2, 4])
+def test_thin_strokes_are_widened_to_mnists_width(processor, mnist_test_digits, pen):
+    """A ballpoint's line on a big digit is 2-4% of the digit's size: at 20 pixels a faint hairline, which the
+    model, trained on MNIST's 2-3 pixel strokes, misread (a thin 0 as an 8). It comes back as wide as MNIST's."""
+    canvas = Image.new("L", (400, 400), 255)
+    ImageDraw.Draw(canvas).ellipse([(110, 40), (290, 360)], outline=0, width=pen)
+    mnist_median = np.median([stroke_width(digit) for digit in mnist_test_digits[0]])
+    assert stroke_width(unnormalized(processor, canvas)) >= 0.9 * mnist_median
 
 
 @pytest.mark.parametrize("edge", ["bottom", "left"])

@@ -44,6 +44,12 @@ SUNK = 0.25
 # its longer side) is a sliver of desk or shadow: where a shadow's or a sticky note's edge meets the border at an
 # acute angle, the paper's closing fills the corner in
 SLIVER_DEPTH = 0.1
+# A mark holding a solid square this long (a share of its longer side) is a patch, not strokes: a digit's strokes
+# hold at most 0.45 (MNIST's boldest, enlarged; felt-pen drawings), a piece of desk beside a sticky note 0.8
+SOLID = 0.6
+# MNIST's median stroke width, a share of the digit's longer side (twice the strokes' area over their outline);
+# its thinnest digits 0.10, a ballpoint's line on a photo's digit 0.02-0.04
+STROKE = 0.12
 # ITU-R 601-2 luma, the weights PIL uses for convert("L")
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -53,8 +59,9 @@ class MnistViTImageProcessorKwargs(ImagesKwargs, total=False):
     do_find_digit (`bool`, defaults to `True`):
         Find the digit's ink, white on black: flatten the light (gradients, shadows), take dark ink on light
         paper or light ink on a dark ground, drop ruling lines, specks and what touches the border, keep the
-        main, most central mark; its background becomes 0 and its strongest ink 255. Large pictures are
-        first shrunk so that their longer side is at most 384 pixels.
+        main, most central mark; its background becomes 0 and its strongest ink 255, and strokes thinner than
+        MNIST's (a ballpoint's line) are widened to MNIST's share of the digit. Large pictures are first shrunk
+        so that their longer side is at most 384 pixels.
     do_crop (`bool`, defaults to `True`):
         Crop the picture to the bounding box of its ink.
     digit_size (`int`, defaults to 20):
@@ -271,9 +278,10 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
     or a glare spot is not ink. The digit is the main, most central mark among the ink's connected pieces,
     without the straight lines that run across the picture (ruling, squares, the page's edge), specks and
     what lies along the border (desk, shadows; on plain paper nothing but ink can). A clean picture (MNIST, a
-    canvas drawing, a scan) comes back as it was, its ink at full strength. A picture where no digit is found is
-    looked at once more with a margin of its paper around it: a digit cropped tight, whose strokes run along the
-    border, is taken if it fills the picture.
+    canvas drawing with a pen as broad as MNIST's, a scan) comes back as it was, its ink at full strength. A
+    picture where no digit is found is looked at once more with a margin of its paper around it: a digit cropped
+    tight, whose strokes run along the border, is taken if it fills the picture. A solid patch (desk beside a
+    sticky note) is no digit; thin strokes are widened (`with_mnist_strokes`).
     """
     ink, noise, digit, lines, strokes = digit_and_lines(gray)
     if digit is None and max(gray.shape) > THUMBNAIL_SIZE and border_share(strokes) <= TIGHT_CROP_BORDER:
@@ -284,13 +292,42 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
         )
         if padded_digit is not None and fills(padded_digit[inside], TIGHT_CROP_MARGIN):
             ink, noise, digit, lines = padded_ink[inside], padded_noise, padded_digit[inside], padded_lines[inside]
-    if digit is None:
+    if digit is None or is_patch(digit):
         return np.zeros_like(gray)
     near_digit = dilate(digit, max(3, odd(0.05 * digit_size(digit))))
     if lines.any():
         near_digit &= ~dilate(lines, 3)
     ink = np.clip(ink - noise, 0, None) * near_digit
-    return ink * (255 / ink.max()) if ink.max() > 0 else ink
+    if ink.max() == 0:
+        return ink
+    ink = ink * (255 / ink.max())
+    return ink if max(gray.shape) <= THUMBNAIL_SIZE else with_mnist_strokes(ink)
+
+
+def with_mnist_strokes(ink: np.ndarray) -> np.ndarray:
+    """Strokes thinner than MNIST's (a ballpoint's line on a big digit, a light font) widened to STROKE of the
+    digit's size by a grey dilation, so that at 20 pixels they are as wide and as strong as MNIST's (a ballpoint's
+    line would be a faint third of a pixel); wider strokes stay as they are."""
+    strokes = ink > 0.25 * ink.max()
+    eroded = ~dilate(~np.pad(strokes, 1), 3)[1:-1, 1:-1]  # nothing beyond the picture
+    width = 2 * strokes.sum() / max((strokes & ~eroded).sum(), 1)
+    missing = STROKE * digit_size(strokes) - width
+    if missing < 1:
+        return ink
+    window = odd(missing + 1)  # widens each stroke by window - 1
+    top, left, bottom, right = box_of(ink > 0)
+    top, left = max(top - window, 0), max(left - window, 0)
+    box = np.s_[top : bottom + window, left : right + window]
+    widened = ink.copy()
+    widened[box] = max_filter(ink[box], window)
+    return widened
+
+
+def is_patch(digit: np.ndarray) -> bool:
+    """Whether the mark holds a solid square of SOLID of its longer side: a patch of desk or shadow."""
+    top, left, bottom, right = box_of(digit)
+    box = np.pad(digit[top:bottom, left:right], 1)  # nothing solid beyond the box
+    return bool((~dilate(~box, odd(SOLID * max(bottom - top, right - left)))).any())
 
 
 def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | None, np.ndarray, np.ndarray]:
@@ -451,10 +488,12 @@ def straight_lines(strokes: np.ndarray, max_tilt: int = 20) -> np.ndarray:
         lines_per_tilt = offset.max() + beside + 1
         index = (np.arange(len(tilts))[:, None] * lines_per_tilt + offset) * 3 + np.minimum(xs * 3 // width, 2)
         counts = np.bincount(index.ravel(), minlength=len(tilts) * lines_per_tilt * 3).reshape(len(tilts), -1, 3)
+        counts = counts + np.roll(counts, -1, axis=1)  # a band of two lines: a tilt between the steps drifts a pixel
         total = counts.sum(axis=2)
         neighbours = np.maximum(np.roll(total, beside, axis=1), np.roll(total, -beside, axis=1))
         along = (counts >= 0.5 * width / 3 / np.cos(tilts)[..., None]).all(axis=2)
         line = along & (neighbours < 0.3 * total)  # (tilts, lines)
+        line |= np.roll(line, 1, axis=1)  # both lines of a band
         on_line = np.take_along_axis(line, offset, axis=1).any(axis=0)
         hits = np.zeros_like(mask)
         hits[ys[on_line], xs[on_line]] = True
