@@ -284,7 +284,8 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
     sticky note) is no digit; thin strokes are widened (`with_mnist_strokes`).
     """
     ink, noise, digit, lines, strokes = digit_and_lines(gray)
-    if digit is None and max(gray.shape) > THUMBNAIL_SIZE and border_share(strokes) <= TIGHT_CROP_BORDER:
+    thumbnail = max(gray.shape) <= THUMBNAIL_SIZE
+    if digit is None and not thumbnail and border_share(strokes) <= TIGHT_CROP_BORDER:
         margin = max(1, round(TIGHT_CROP_MARGIN * max(gray.shape)))
         inside = np.s_[margin:-margin, margin:-margin]
         padded_ink, padded_noise, padded_digit, padded_lines, _ = digit_and_lines(
@@ -301,21 +302,20 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
     if ink.max() == 0:
         return ink
     ink = ink * (255 / ink.max())
-    return ink if max(gray.shape) <= THUMBNAIL_SIZE else with_mnist_strokes(ink)
+    return ink if thumbnail else with_mnist_strokes(ink)
 
 
 def with_mnist_strokes(ink: np.ndarray) -> np.ndarray:
     """Strokes thinner than MNIST's (a ballpoint's line on a big digit, a light font) widened to STROKE of the
     digit's size by a grey dilation, so that at 20 pixels they are as wide and as strong as MNIST's (a ballpoint's
     line would be a faint third of a pixel); wider strokes stay as they are."""
-    strokes = ink > 0.25 * ink.max()
-    eroded = ~dilate(~np.pad(strokes, 1), 3)[1:-1, 1:-1]  # nothing beyond the picture
-    width = 2 * strokes.sum() / max((strokes & ~eroded).sum(), 1)
+    top, left, bottom, right = box_of(ink > 0)
+    strokes = ink[top:bottom, left:right] > 0.25 * ink.max()
+    width = 2 * strokes.sum() / max((strokes & ~erode(strokes, 3)).sum(), 1)
     missing = STROKE * digit_size(strokes) - width
     if missing < 1:
         return ink
     window = odd(missing + 1)  # widens each stroke by window - 1
-    top, left, bottom, right = box_of(ink > 0)
     top, left = max(top - window, 0), max(left - window, 0)
     box = np.s_[top : bottom + window, left : right + window]
     widened = ink.copy()
@@ -326,8 +326,7 @@ def with_mnist_strokes(ink: np.ndarray) -> np.ndarray:
 def is_patch(digit: np.ndarray) -> bool:
     """Whether the mark holds a solid square of SOLID of its longer side: a patch of desk or shadow."""
     top, left, bottom, right = box_of(digit)
-    box = np.pad(digit[top:bottom, left:right], 1)  # nothing solid beyond the box
-    return bool((~dilate(~box, odd(SOLID * max(bottom - top, right - left)))).any())
+    return bool(erode(digit[top:bottom, left:right], odd(SOLID * max(bottom - top, right - left))).any())
 
 
 def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | None, np.ndarray, np.ndarray]:
@@ -662,6 +661,11 @@ def box_blur_3x3(values: np.ndarray) -> np.ndarray:
 
 def dilate(mask: np.ndarray, window: int) -> np.ndarray:
     return max_filter(mask.astype(np.uint8), window).astype(bool)
+
+
+def erode(mask: np.ndarray, window: int) -> np.ndarray:
+    """The pixels whose whole window lies in the mask; nothing beyond the picture is in it."""
+    return ~dilate(~np.pad(mask, 1), window)[1:-1, 1:-1]
 
 
 # --- the MNIST steps on one (H, W) float32 picture ------------------------------------------------------
