@@ -9,7 +9,7 @@ from transformers import AutoImageProcessor, pipeline
 from transformers.image_utils import PILImageResampling
 
 from conftest import ink_on_transparency
-from mnist_vit import MnistViTConfig, MnistViTForImageClassification
+from mnist_vit import MnistViTConfig, MnistViTForImageClassification, image_processing_mnist_vit
 from mnist_vit.data import read_idx
 from mnist_vit.image_processing_mnist_vit import (
     MnistViTImageProcessor,
@@ -203,6 +203,18 @@ def test_thin_strokes_are_widened_to_mnists_width(processor, mnist_test_digits, 
     ImageDraw.Draw(canvas).ellipse([(110, 40), (290, 360)], outline=0, width=pen)
     mnist_median = np.median([stroke_width(digit) for digit in mnist_test_digits[0]])
     assert stroke_width(unnormalized(processor, canvas)) >= 0.9 * mnist_median
+
+
+def test_strokes_as_wide_as_mnists_are_left_as_they_are(processor, mnist_test_digits, monkeypatch):
+    """Only strokes thinner than nearly all of MNIST's are widened: MNIST test digits uploaded at 224 px come
+    back as they would without the widening, all but about their thinnest tenth (before, every stroke under
+    MNIST's median was widened: 15 of these 32)."""
+    uploads = [Image.fromarray(255 - digit).resize((224, 224), Image.Resampling.BICUBIC)
+               for digit in mnist_test_digits[0]]
+    processed = unnormalized(processor, uploads)
+    monkeypatch.setattr(image_processing_mnist_vit, "with_mnist_strokes", lambda ink: ink)
+    unwidened = unnormalized(processor, uploads)
+    assert np.all(processed == unwidened, axis=(1, 2)).sum() >= 28
 
 
 @pytest.mark.parametrize("edge", ["bottom", "left"])

@@ -47,8 +47,10 @@ SLIVER_DEPTH = 0.1
 # A mark holding a solid square this long (a share of its longer side) is a patch, not strokes: a digit's strokes
 # hold at most 0.45 (MNIST's boldest, enlarged; felt-pen drawings), a piece of desk beside a sticky note 0.8
 SOLID = 0.6
-# MNIST's median stroke width, a share of the digit's longer side (twice the strokes' area over their outline);
-# its thinnest digits 0.10, a ballpoint's line on a photo's digit 0.02-0.04
+# Stroke width, a share of the digit's longer side (twice the strokes' area over their outline): a tenth of MNIST's
+# digits are under THIN, its median is 0.114 (test digits uploaded at 112-448 px); a ballpoint's line on a photo's
+# digit 0.02-0.04. Strokes under THIN are widened to STROKE.
+THIN = 0.09
 STROKE = 0.12
 # ITU-R 601-2 luma, the weights PIL uses for convert("L")
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -306,14 +308,15 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
 
 
 def with_mnist_strokes(ink: np.ndarray) -> np.ndarray:
-    """Strokes thinner than MNIST's (a ballpoint's line on a big digit, a light font) widened to STROKE of the
-    digit's size by a grey dilation, so that at 20 pixels they are as wide and as strong as MNIST's (a ballpoint's
-    line would be a faint third of a pixel); wider strokes stay as they are."""
+    """Strokes thinner than MNIST's thin ones (THIN: a ballpoint's line on a big digit, a light font) widened to
+    STROKE by a grey dilation, so that at 20 pixels they are as wide and as strong as MNIST's (a
+    ballpoint's line would be a faint third of a pixel); strokes as wide as MNIST's stay as they are."""
     top, left, bottom, right = box_of(ink > 0)
     strokes = ink[top:bottom, left:right] > 0.25 * ink.max()
     width = 2 * strokes.sum() / max((strokes & ~erode(strokes, 3)).sum(), 1)
-    missing = STROKE * digit_size(strokes) - width
-    if missing < 1:
+    size = digit_size(strokes)
+    missing = STROKE * size - width
+    if width >= THIN * size or missing < 1:
         return ink
     window = odd(missing + 1)  # widens each stroke by window - 1
     top, left = max(top - window, 0), max(left - window, 0)
