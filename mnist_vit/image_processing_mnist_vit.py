@@ -33,6 +33,9 @@ TIGHT_CROP_MARGIN = 0.15
 TIGHT_CROP_BORDER = 0.25
 # Noise over this share of the strongest ink (a dim photo) is averaged out before strokes are told from it
 NOISY = 0.4
+# Ink fainter than this share of the lightest paper is the paper's texture or noise, not a stroke: on blank sheets
+# the strongest reaches 0.03-0.07 (a bright sticky note's noise too), a faint pencil's strokes 0.09-0.13 (medians)
+FAINTEST = 0.08
 # The narrowest window that measures the paper around ink: wider than the thickest strokes of a 28x28 digit
 MIN_WINDOW = 9
 # Paper this even (the share of the ink's contrast between the typical and the lightest pixel) is plain: a canvas,
@@ -345,7 +348,7 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
     if not thumbnail and noise > NOISY * strongest:
         ink = box_blur_3x3(ink)
         noise, strongest = noise_level(ink), float(percentiles(ink, 99.9))
-    strokes = ink > max(noise, 0.25 * strongest, 1.0)
+    strokes = ink > max(noise, 0.25 * strongest, FAINTEST * float(percentiles(gray, 99.5)), 1.0)
     if thumbnail:
         return ink, noise, (strokes if strokes.any() else None), np.zeros_like(strokes), strokes
     lines = straight_lines(ink > noise)  # faint ruling is whole just above the noise
@@ -413,7 +416,7 @@ def ink_against_paper(gray: np.ndarray) -> tuple[np.ndarray, bool]:
     bold = inner_pieces(wide_paper - paper > deep)
     # and the edges of the sunk patch, where the narrow paper sinks less: the stroke's pixels, darker than it
     bold |= dilate(bold, narrow) & (paper - gray > deep)
-    return np.where(bold | (paper < wide_paper / 3), wide_paper, paper) - gray, False
+    return np.where(bold | (paper < np.minimum(wide_paper, typical) / 3), wide_paper, paper) - gray, False
 
 
 def inner_pieces(mask: np.ndarray) -> np.ndarray:
@@ -440,8 +443,11 @@ def has_dark_ink(gray: np.ndarray, window: int, darkest: float, typical: float, 
         return False
     if lightest - typical <= PLAIN * (typical - darkest):
         return True
-    closed, opened = closing_and_opening(gray, window)
-    return np.percentile(closed - gray, 99.5) > np.percentile(np.minimum(gray - opened, gray - typical), 99.5)
+    for width in (window, odd(window / 3)):
+        closed, opened = closing_and_opening(gray, width)
+        if np.percentile(closed - gray, 99.5) > np.percentile(np.minimum(gray - opened, gray - typical), 99.5):
+            return True
+    return False
 
 
 def noise_level(ink: np.ndarray) -> float:
