@@ -36,6 +36,15 @@ INKS = {  # RGB of the ink at full strength, and its opacity
     "faint pencil": ((120, 120, 125), (0.35, 0.55)),
 }
 LINE_COLOURS = ((150, 180, 230), (170, 170, 175), (140, 190, 220))  # blue, grey, cyan ruling
+# A ballpoint's or a pencil's line is as wide as the pen's tip, whatever the digit's size: a share of the digit's
+# longer side (0.5-0.7 mm on digits 8-30 mm tall), far under MNIST's strokes (about 0.11)
+LINE_WIDTHS = {"black ballpoint": (0.02, 0.07), "blue ballpoint": (0.02, 0.07), "pencil": (0.025, 0.08),
+               "faint pencil": (0.025, 0.08)}
+# A felt pen's and a drawing app's brush's strokes are MNIST's own, cut at this level of the enlarged digit
+STROKE_LEVELS = {"felt pen": 0.3, "brush": 0.55}
+# The resolution, in times MNIST's, at which a pen's line follows the strokes: its steps are then at most half
+# as wide as the thinnest line, whose blur hides them
+FINE = 12
 
 
 def phone_photo(
@@ -126,7 +135,8 @@ def written_digit(
     length: tuple[float, float] = (0.2, 0.6),
 ) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """The digit's ink coverage (H, W) in [0, 1] at a random place, its longer side `length` of the picture's,
-    and its box (top, left, bottom, right)."""
+    and its box (top, left, bottom, right). A ballpoint or a pencil draws a line along the middle of MNIST's
+    strokes (LINE_WIDTHS), a felt pen or a brush MNIST's strokes themselves (STROKE_LEVELS)."""
     height, width = shape
     rows, cols = np.nonzero(digit.max(axis=1))[0], np.nonzero(digit.max(axis=0))[0]
     cropped = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
@@ -134,11 +144,14 @@ def written_digit(
     length = min(length, 0.85 * min(height, width))
     scale = length / max(cropped.shape)
     size = (max(1, round(cropped.shape[1] * scale)), max(1, round(cropped.shape[0] * scale)))
-    enlarged = Image.fromarray(cropped).resize(size, Image.Resampling.BICUBIC).filter(ImageFilter.GaussianBlur(scale / 2))
-    enlarged = np.asarray(enlarged, np.float32) / 255  # smooth: the enlarged 28x28 grid would show as steps
-    # A pen draws crisp strokes: a steep ramp around a level that sets the stroke width.
-    level = {"felt pen": 0.3, "black ballpoint": 0.55, "blue ballpoint": 0.55}.get(ink, 0.45) + rng.uniform(-0.1, 0.1)
-    strokes = np.clip((enlarged - level) * 4 + 0.5, 0, 1)
+    if ink in LINE_WIDTHS:
+        strokes = pen_line(cropped, size, rng.uniform(*LINE_WIDTHS[ink]) * length)
+    else:
+        enlarged = Image.fromarray(cropped).resize(size, Image.Resampling.BICUBIC)
+        enlarged = enlarged.filter(ImageFilter.GaussianBlur(scale / 2))  # the enlarged 28x28 grid would show as steps
+        # A pen draws crisp strokes: a steep ramp around a level that sets the stroke width.
+        level = STROKE_LEVELS[ink] + rng.uniform(-0.1, 0.1)
+        strokes = np.clip((np.asarray(enlarged, np.float32) / 255 - level) * 4 + 0.5, 0, 1)
     turned = Image.fromarray(strokes).rotate(tilt + rng.uniform(-5, 5), Image.Resampling.BICUBIC, expand=True)
     strokes = np.clip(np.asarray(turned), 0, 1)
     sh, sw = strokes.shape
@@ -148,6 +161,40 @@ def written_digit(
     coverage = np.zeros((height, width), np.float32)
     coverage[top : top + sh, left : left + sw] = strokes[: height - top, : width - left]
     return coverage, (top, left, min(top + sh, height), min(left + sw, width))
+
+
+def pen_line(digit: np.ndarray, size: tuple[int, int], width: float) -> np.ndarray:
+    """Coverage (size[1], size[0]) in [0, 1] of a line `width` pixels wide along the middle of `digit`'s strokes:
+    their skeleton, found at FINE times MNIST's resolution, enlarged and spread by a blur as wide as the line."""
+    fine = Image.fromarray(digit).resize((digit.shape[1] * FINE, digit.shape[0] * FINE), Image.Resampling.BICUBIC)
+    skeleton = Image.fromarray(thinned(np.asarray(fine) > 64).astype(np.uint8) * 255)
+    sigma = max(width, 1.0) / 2.4  # a blurred line's half-height width is 2.35 sigma
+    blurred = skeleton.resize(size, Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(sigma))
+    # A straight skeleton line, one fine pixel (size[0] / fine.width pixels) wide, peaks at this after the blur
+    peak = 255 * min(1.0, size[0] / fine.width / (np.sqrt(2 * np.pi) * sigma))
+    return np.clip((np.asarray(blurred, np.float32) / peak - 0.5) * 4 + 0.5, 0, 1)
+
+
+def thinned(mask: np.ndarray) -> np.ndarray:
+    """The one-pixel skeleton of `mask` (Zhang and Suen's thinning, 1984)."""
+    skeleton = np.pad(mask, 1).astype(np.uint8)
+    while True:
+        removed = False
+        for step in (0, 1):
+            # the eight neighbours, clockwise from the one above
+            p = [np.roll(skeleton, shift, axis=(0, 1))[1:-1, 1:-1] for shift in
+                 ((1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1))]
+            neighbours = sum(p)
+            transitions = sum((p[i] == 0) & (p[(i + 1) % 8] == 1) for i in range(8))
+            if step == 0:
+                free = (p[0] * p[2] * p[4] == 0) & (p[2] * p[4] * p[6] == 0)
+            else:
+                free = (p[0] * p[2] * p[6] == 0) & (p[0] * p[4] * p[6] == 0)
+            delete = (skeleton[1:-1, 1:-1] == 1) & (neighbours >= 2) & (neighbours <= 6) & (transitions == 1) & free
+            skeleton[1:-1, 1:-1][delete] = 0
+            removed |= bool(delete.any())
+        if not removed:
+            return skeleton[1:-1, 1:-1].astype(bool)
 
 
 def surroundings(page: np.ndarray, condition: str, box: tuple, rng: np.random.Generator) -> np.ndarray:
@@ -254,8 +301,8 @@ def drawing(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     """`digit` drawn black on a white canvas of 200-400 px, as a drawing app exports it: thicker or thinner
     strokes, the digit 40-90% of the canvas, anywhere on it."""
     side = int(rng.integers(200, 401))
-    strokes, _ = written_digit(digit, (side, side), 0.0, "felt pen" if rng.random() < 0.5 else "black ballpoint",
-                               rng, length=(0.4, 0.9))
+    strokes, _ = written_digit(digit, (side, side), 0.0, "felt pen" if rng.random() < 0.5 else "brush", rng,
+                               length=(0.4, 0.9))
     return Image.fromarray((255 * (1 - strokes)).astype(np.uint8))
 
 
