@@ -18,6 +18,8 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from .image_processing_mnist_vit import connected_components
+
 ORDINARY_CONDITIONS = (
     "plain", "gradient", "soft shadow", "ruled", "squared", "blue ballpoint", "black ballpoint", "felt pen",
     "pencil", "rotated", "blurred", "noisy", "sideways", "page edge", "desk strip",
@@ -144,13 +146,12 @@ def written_digit(
     length = min(length, 0.85 * min(height, width))
     scale = length / max(cropped.shape)
     size = (max(1, round(cropped.shape[1] * scale)), max(1, round(cropped.shape[0] * scale)))
-    if ink in LINE_WIDTHS:
-        strokes = pen_line(cropped, size, rng.uniform(*LINE_WIDTHS[ink]) * length)
-    else:
+    strokes = pen_line(cropped, size, rng.uniform(*LINE_WIDTHS[ink]) * length) if ink in LINE_WIDTHS else None
+    if strokes is None:
         enlarged = Image.fromarray(cropped).resize(size, Image.Resampling.BICUBIC)
         enlarged = enlarged.filter(ImageFilter.GaussianBlur(scale / 2))  # the enlarged 28x28 grid would show as steps
         # A pen draws crisp strokes: a steep ramp around a level that sets the stroke width.
-        level = STROKE_LEVELS[ink] + rng.uniform(-0.1, 0.1)
+        level = STROKE_LEVELS.get(ink, STROKE_LEVELS["brush"]) + rng.uniform(-0.1, 0.1)
         strokes = np.clip((np.asarray(enlarged, np.float32) / 255 - level) * 4 + 0.5, 0, 1)
     turned = Image.fromarray(strokes).rotate(tilt + rng.uniform(-5, 5), Image.Resampling.BICUBIC, expand=True)
     strokes = np.clip(np.asarray(turned), 0, 1)
@@ -163,16 +164,30 @@ def written_digit(
     return coverage, (top, left, min(top + sh, height), min(left + sw, width))
 
 
-def pen_line(digit: np.ndarray, size: tuple[int, int], width: float) -> np.ndarray:
+def pen_line(digit: np.ndarray, size: tuple[int, int], width: float) -> np.ndarray | None:
     """Coverage (size[1], size[0]) in [0, 1] of a line `width` pixels wide along the middle of `digit`'s strokes:
-    their skeleton, found at FINE times MNIST's resolution, enlarged and spread by a blur as wide as the line."""
+    their skeleton, found at FINE times MNIST's resolution, enlarged and spread by a blur as wide as the line.
+    None where that line would not be the digit: its strokes (down to MNIST's faint edges) fall apart, or a loop
+    is filled in (a bold 9's, whose skeleton is a stick)."""
     fine = Image.fromarray(digit).resize((digit.shape[1] * FINE, digit.shape[0] * FINE), Image.Resampling.BICUBIC)
-    skeleton = Image.fromarray(thinned(np.asarray(fine) > 64).astype(np.uint8) * 255)
+    traced = np.asarray(fine) > 64
+    if pieces(traced) > 1 or holes(traced) < holes(np.asarray(fine) > 127):
+        return None
+    skeleton = Image.fromarray(thinned(traced).astype(np.uint8) * 255)
     sigma = max(width, 1.0) / 2.4  # a blurred line's half-height width is 2.35 sigma
     blurred = skeleton.resize(size, Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(sigma))
     # A straight skeleton line, one fine pixel (size[0] / fine.width pixels) wide, peaks at this after the blur
     peak = 255 * min(1.0, size[0] / fine.width / (np.sqrt(2 * np.pi) * sigma))
     return np.clip((np.asarray(blurred, np.float32) / peak - 0.5) * 4 + 0.5, 0, 1)
+
+
+def pieces(mask: np.ndarray) -> int:
+    return connected_components(mask)[1]
+
+
+def holes(mask: np.ndarray) -> int:
+    """Pieces of background that the mask encloses."""
+    return pieces(~np.pad(mask, 1)) - 1
 
 
 def thinned(mask: np.ndarray) -> np.ndarray:

@@ -33,6 +33,8 @@ TIGHT_CROP_MARGIN = 0.15
 TIGHT_CROP_BORDER = 0.25
 # Noise over this share of the strongest ink (a dim photo) is averaged out before strokes are told from it
 NOISY = 0.4
+# Ink this many times a straight line's typical ink, where the line runs, is a stroke crossing it or running along it
+LINE_INK = 2
 # Ink fainter than this share of the lightest paper is the paper's texture or noise, not a stroke: on blank sheets
 # the strongest reaches 0.03-0.07 (a bright sticky note's noise too), a faint pencil's strokes 0.09-0.13 (medians)
 FAINTEST = 0.08
@@ -352,6 +354,8 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
     if thumbnail:
         return ink, noise, (strokes if strokes.any() else None), np.zeros_like(strokes), strokes
     lines = straight_lines(ink > noise)  # faint ruling is whole just above the noise
+    if lines.any():  # where a stroke crosses a line or runs along it, the pen's ink is darker than the ruling's
+        lines &= ink < LINE_INK * percentiles(ink[lines], 50)
     strokes &= ~lines
     return ink, noise, main_mark(strokes, plain), lines, strokes
 
