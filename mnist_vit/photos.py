@@ -1,7 +1,8 @@
 """Synthetic pictures of digits as people have them (phone photos, drawings, typed digits): test and benchmark sets.
 
 A photo is a sheet of paper (tinted, grainy, maybe ruled or squared) under uneven light, with one MNIST digit
-written on it in ballpoint, felt pen or pencil, rotated, blurred, noisy and saved as a JPEG, as a phone takes it:
+written on it in ballpoint or pencil (a line of the pen's width along the digit's strokes) or felt pen (MNIST's
+own strokes), rotated, blurred, noisy and saved as a JPEG, as a phone takes it:
 
     rng = np.random.default_rng(0)
     jpeg_bytes = phone_photo(mnist_digit, "ruled", rng)
