@@ -400,7 +400,9 @@ def ink_against_paper(gray: np.ndarray) -> tuple[np.ndarray, bool]:
     most shadows. A stroke wider still (a felt pen, a bold pencil, a digit that fills the picture) stays in that
     paper as a patch sunk below the paper seen through a window of half the picture, as a shadow does; but a
     shadow reaches the picture's border (from a corner, a hand, the phone) and is lighter than a third of the
-    paper around it. Where the patch lies inside the picture, or is that dark, the paper is the wide window's.
+    paper around it. Where the patch lies inside the picture, or is that dark and darker than a third of the
+    picture's typical level too (not the dark desk around a sticky note, which is the typical level), the paper
+    is the wide window's.
     Plain paper (a drawing app's canvas, a typed digit, MNIST: half the picture or more within PLAIN of the ink's
     contrast from the lightest level) has no light to flatten: the ink is its difference to the typical level,
     however wide the strokes.
@@ -434,12 +436,13 @@ def inner_pieces(mask: np.ndarray) -> np.ndarray:
 
 def has_dark_ink(gray: np.ndarray, window: int, darkest: float, typical: float, lightest: float) -> bool:
     """Dark ink on light paper, or light ink on a dark ground, from the picture's levels or else from its dark
-    and light features narrower than `window`.
+    and light features narrower than `window` or than a third of it.
 
     A picture with nothing (within PLAIN of its contrast) on one side of its typical level has its ink on the
     other side: a drawing on a plain canvas, an MNIST digit. Otherwise strokes are narrow: the ink's side is the
     one whose narrow features stand out most, which a large dark desk (around a sticky note, its lightest part)
-    or a bright glare spot does not change.
+    or a bright glare spot does not change. Dark ink wins if it does at either width: the rotated edges of a
+    small note are light features at the full window that outweigh a ballpoint's thin strokes.
     A light feature counts only as far as it is lighter than the typical level: the paper inside the loop of
     a dark 9, or between the grains of a pencil stroke, is a narrow light feature too, but no lighter than paper.
     """
