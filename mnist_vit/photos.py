@@ -170,15 +170,16 @@ def pen_line(digit: np.ndarray, size: tuple[int, int], width: float) -> np.ndarr
     their skeleton, found at FINE times MNIST's resolution, enlarged and spread by a blur as wide as the line.
     None where that line would not be the digit: its strokes (down to MNIST's faint edges) fall apart, or a loop
     is filled in (a bold 9's, whose skeleton is a stick)."""
-    fine = Image.fromarray(digit).resize((digit.shape[1] * FINE, digit.shape[0] * FINE), Image.Resampling.BICUBIC)
-    traced = np.asarray(fine) > 64
-    if pieces(traced) > 1 or holes(traced) < holes(np.asarray(fine) > 127):
+    fine = np.asarray(Image.fromarray(digit).resize((digit.shape[1] * FINE, digit.shape[0] * FINE),
+                                                    Image.Resampling.BICUBIC))
+    traced = fine > 64
+    if pieces(traced) > 1 or holes(traced) < holes(fine > 127):
         return None
     skeleton = Image.fromarray(thinned(traced).astype(np.uint8) * 255)
     sigma = max(width, 1.0) / 2.4  # a blurred line's half-height width is 2.35 sigma
     blurred = skeleton.resize(size, Image.Resampling.BILINEAR).filter(ImageFilter.GaussianBlur(sigma))
-    # A straight skeleton line, one fine pixel (size[0] / fine.width pixels) wide, peaks at this after the blur
-    peak = 255 * min(1.0, size[0] / fine.width / (np.sqrt(2 * np.pi) * sigma))
+    # A straight skeleton line, one fine pixel (size[0] / fine.shape[1] pixels) wide, peaks at this after the blur
+    peak = 255 * min(1.0, size[0] / fine.shape[1] / (np.sqrt(2 * np.pi) * sigma))
     return np.clip((np.asarray(blurred, np.float32) / peak - 0.5) * 4 + 0.5, 0, 1)
 
 
