@@ -441,8 +441,10 @@ def has_dark_ink(gray: np.ndarray, window: int, darkest: float, typical: float, 
     A picture with nothing (within PLAIN of its contrast) on one side of its typical level has its ink on the
     other side: a drawing on a plain canvas, an MNIST digit. Otherwise strokes are narrow: the ink's side is the
     one whose narrow features stand out most, which a large dark desk (around a sticky note, its lightest part)
-    or a bright glare spot does not change. Dark ink wins if it does at either width: the rotated edges of a
-    small note are light features at the full window that outweigh a ballpoint's thin strokes.
+    or a bright glare spot does not change. Dark ink wins if it does at either width, at the 99.5th or the
+    99.9th percentile: the rotated edges of a small note are light features at the full window that outweigh a
+    ballpoint's thin strokes, and a ballpoint's 1 covers less than half a percent of the picture, where a shadow
+    band's lit corners are light features at every percentile.
     A light feature counts only as far as it is lighter than the typical level: the paper inside the loop of
     a dark 9, or between the grains of a pencil stroke, is a narrow light feature too, but no lighter than paper.
     """
@@ -452,7 +454,8 @@ def has_dark_ink(gray: np.ndarray, window: int, darkest: float, typical: float, 
         return True
     for width in (window, odd(window / 3)):
         closed, opened = closing_and_opening(gray, width)
-        if np.percentile(closed - gray, 99.5) > np.percentile(np.minimum(gray - opened, gray - typical), 99.5):
+        dark, light = closed - gray, np.minimum(gray - opened, gray - typical)
+        if (np.percentile(dark, [99.5, 99.9]) > np.percentile(light, [99.5, 99.9])).any():
             return True
     return False
 
