@@ -526,10 +526,11 @@ def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
     over 6% of its longer side, nor, on a photo, pieces at the border that reach less than SLIVER_DEPTH into the
     picture; on `plain` paper (a canvas, a typed digit, a scan), which has no desk or shadows, only pieces along
     the border for over a quarter of it: a digit drawn or set up to the picture's edge touches it along a bold
-    stroke. The main piece is the largest, weighted by how central it is; pieces within a quarter of its size
-    join it (the bar of a 7, the two strokes of a 4). A mark twice as wide as it is tall is no digit (a bit of
-    ruling or of a shadow's edge); on plain paper, 2.5 times (3 of MNIST's 60,000 training digits are flatter
-    than 2:1, none than 2.2:1).
+    stroke. The main piece is the largest upright one, weighted by how central it is (on a photo, a tenth of
+    the picture long or more); pieces within a quarter of its size join it (the bar of a 7, the two strokes of
+    a 4) if they are at most half again as long (not a remnant of ruling). A mark twice as wide as it is tall is
+    no digit (a bit of ruling or of a shadow's edge); on plain paper, 2.5 times (3 of MNIST's 60,000 training
+    digits are flatter than 2:1, none than 2.2:1).
     """
     labels, count = connected_components(dilate(strokes, 3))
     labels = labels * strokes
@@ -555,19 +556,26 @@ def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
         depth = np.zeros(count, np.int64)  # how far each piece reaches into the picture from its border
         np.maximum.at(depth, which, np.minimum(np.minimum(ys, height - 1 - ys), np.minimum(xs, width - 1 - xs)))
         plausible &= (along_border == 0) | (depth >= SLIVER_DEPTH * max(height, width))
-    if not plausible.any():
+    flattest = 0.4 if plain else 0.5
+    # the main piece is upright (a flat one is a bit of ruling or of a shadow's edge); on a photo, where a
+    # digit is a tenth of the picture or more, it is that large (not a speck of grain or of a shadow's edge)
+    main_like = plausible & (bottom - top >= flattest * (right - left))
+    if not plain:
+        main_like &= size >= 0.1 * max(height, width)
+    if not main_like.any():
         return None
     off_centre = np.hypot(((top + bottom) / 2 - height / 2) / height, ((left + right) / 2 - width / 2) / width)
-    main = int(np.argmax(np.where(plausible, areas * (1 - off_centre), -1)))
+    main = int(np.argmax(np.where(main_like, areas * (1 - off_centre), -1)))
     gap = 0.25 * size[main]
     close = (
         plausible
         & (areas >= 0.05 * areas[main])
+        & (size <= 1.5 * size[main])
         & (top <= bottom[main] + gap) & (bottom >= top[main] - gap)
         & (left <= right[main] + gap) & (right >= left[main] - gap)
     )
     top, left, bottom, right = top[close].min(), left[close].min(), bottom[close].max(), right[close].max()
-    if bottom - top < (0.4 if plain else 0.5) * (right - left):
+    if bottom - top < flattest * (right - left):
         return None
     digit = np.zeros_like(strokes)
     digit[top:bottom, left:right] = np.concatenate([[False], close])[labels[top:bottom, left:right]]

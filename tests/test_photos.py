@@ -133,6 +133,19 @@ def test_a_thin_digit_beside_a_broad_shadow_band_is_dark_ink(classifier):
     assert [prediction and prediction.label for prediction in classifier.predict(pictures)] == ["7"] * 4
 
 
+def test_a_flat_mark_larger_than_the_digit_does_not_hide_it(classifier):
+    """A flat dark strip below the digit (a pencil lying on the page, a shadow's edge) is the largest mark: it was
+    taken for the main one and, twice as wide as tall, made the page blank. The main piece is upright, and a
+    piece joins it only if it is at most half again its size."""
+    pictures = []
+    for side in (1200, 1800, 2400, 3000):
+        page, draw, size = seven_on_a_page(side, 0.025)
+        height = side * 3 // 4
+        draw.rectangle([(0.1 * side, 0.7 * height), (0.65 * side, 0.7 * height + side // 30)], fill=110)
+        pictures.append(page.filter(ImageFilter.GaussianBlur(1)))
+    assert [prediction and prediction.label for prediction in classifier.predict(pictures)] == ["7"] * 4
+
+
 @pytest.mark.parametrize(
     "condition", ["plain", "gradient", "soft shadow", "ruled", "squared", "page edge", "glare", "dim"]
 )
