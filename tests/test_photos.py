@@ -155,6 +155,25 @@ def test_blank_sheets_are_refused_not_labelled(classifier, condition):
     assert classifier.predict(sheets) == [None, None, None]
 
 
+def test_a_blank_squared_sheet_in_a_corner_shadow_is_refused(classifier):
+    """No digit: looked at once more with a margin of paper around it (for a digit cropped tight), the shaded
+    grid squares became sunk patches of ink that filled the picture, and the sheet was given a label (3 of
+    these 3). A digit found there must have been strokes at the first look."""
+    sheets = []
+    for side, step in ((1500, 75), (2400, 120), (2400, 171)):
+        height = side * 3 // 4
+        page = Image.new("L", (side, height), 225)
+        draw = ImageDraw.Draw(page)
+        for position in range(0, side, step):
+            draw.line([(position, 0), (position, height)], fill=185, width=side // 600)
+            draw.line([(0, position), (side, position)], fill=185, width=side // 600)
+        rows, columns = np.mgrid[0:height, 0:side]
+        shadow = 1 - 0.3 * np.exp(-3 * ((columns / side) ** 2 + (rows / height) ** 2))
+        noisy = np.asarray(page.filter(ImageFilter.GaussianBlur(1))) * shadow + np.random.default_rng(side + step).normal(0, 3, (height, side))
+        sheets.append(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))
+    assert classifier.predict(sheets) == [None, None, None]
+
+
 @pytest.mark.slow  # 20 photos made and read
 def test_blank_sheets_under_a_hard_shadow_band_are_mostly_refused(classifier):
     """Where a shadow band's edge meets the border at an acute angle, the paper's closing fills the corner in: a
