@@ -88,6 +88,13 @@ def test_a_ballpoints_thin_line_on_a_big_page_is_read(classifier):
     assert [prediction and prediction.label for prediction in classifier.predict(pictures)] == ["0"] * 4
 
 
+def draw_squares(draw: ImageDraw.ImageDraw, width: int, height: int, step: int, fill: int) -> None:
+    """Squared paper's grid: lines `step` pixels apart, as thin as a printed line at a phone photo's size."""
+    for position in range(0, max(width, height), step):
+        draw.line([(position, 0), (position, height)], fill=fill, width=max(1, width // 600))
+        draw.line([(0, position), (width, position)], fill=fill, width=max(1, width // 600))
+
+
 def test_a_stroke_along_a_grid_line_is_kept(classifier):
     """A ballpoint 7 on squared paper, its bar written along a grid line: the bar was dropped with the ruling
     and the stem read as a 1 (3 of these 4). Where a line runs, ink twice as dark as the line's is a stroke."""
@@ -96,9 +103,7 @@ def test_a_stroke_along_a_grid_line_is_kept(classifier):
         page = Image.new("L", (side, side * 3 // 4), 228)
         draw = ImageDraw.Draw(page)
         step = side // 20
-        for position in range(0, side, step):
-            draw.line([(position, 0), (position, side)], fill=175, width=max(1, side // 600))
-            draw.line([(0, position), (side, position)], fill=175, width=max(1, side // 600))
+        draw_squares(draw, side, side * 3 // 4, step, 175)
         top, left, pen = 6 * step, 8 * step, int(0.012 * side)
         draw.line([(left, top), (left + 4 * step, top)], fill=40, width=pen)
         draw.line([(left + 4 * step, top), (left + int(1.5 * step), top + 7 * step)], fill=40, width=pen)
@@ -106,15 +111,15 @@ def test_a_stroke_along_a_grid_line_is_kept(classifier):
     assert [prediction and prediction.label for prediction in classifier.predict(pictures)] == ["7"] * 4
 
 
-def seven_on_a_page(side: int, pen: float) -> tuple[Image.Image, ImageDraw.ImageDraw, int]:
-    """A page of a phone photo with a 7 written on it with a thin pen; the picture, its drawing and the 7's size."""
+def seven_on_a_page(side: int, pen: float) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """A page of a phone photo with a 7 written on it with a thin pen, and its drawing to add more."""
     page = Image.new("L", (side, side * 3 // 4), 226)
     draw = ImageDraw.Draw(page)
     size, top, left = side // 4, side // 10, side // 8
     width = max(2, int(pen * size))
     draw.line([(left, top), (left + 0.7 * size, top)], fill=45, width=width)
     draw.line([(left + 0.7 * size, top), (left + 0.25 * size, top + size)], fill=45, width=width)
-    return page, draw, size
+    return page, draw
 
 
 def test_a_thin_digit_beside_a_broad_shadow_band_is_dark_ink(classifier):
@@ -124,7 +129,7 @@ def test_a_thin_digit_beside_a_broad_shadow_band_is_dark_ink(classifier):
     99.9th percentile too."""
     pictures = []
     for side in (1200, 1800, 2400, 3000):
-        page, draw, _ = seven_on_a_page(side, 0.02)
+        page, draw = seven_on_a_page(side, 0.02)
         height = side * 3 // 4
         band = [(0.35, 0), (1, 0), (1, 0.2), (0.7, 1), (0.2, 1)]  # the lit page left of it and a corner at the right
         draw.polygon([(x * side, y * height) for x, y in band], fill=130)
@@ -139,7 +144,7 @@ def test_a_flat_mark_larger_than_the_digit_does_not_hide_it(classifier):
     piece joins it only if it is at most half again its size."""
     pictures = []
     for side in (1200, 1800, 2400, 3000):
-        page, draw, size = seven_on_a_page(side, 0.025)
+        page, draw = seven_on_a_page(side, 0.025)
         height = side * 3 // 4
         draw.rectangle([(0.1 * side, 0.7 * height), (0.65 * side, 0.7 * height + side // 30)], fill=110)
         pictures.append(page.filter(ImageFilter.GaussianBlur(1)))
@@ -163,10 +168,7 @@ def test_a_blank_squared_sheet_in_a_corner_shadow_is_refused(classifier):
     for side, step in ((1500, 75), (2400, 120), (2400, 171)):
         height = side * 3 // 4
         page = Image.new("L", (side, height), 225)
-        draw = ImageDraw.Draw(page)
-        for position in range(0, side, step):
-            draw.line([(position, 0), (position, height)], fill=185, width=side // 600)
-            draw.line([(0, position), (side, position)], fill=185, width=side // 600)
+        draw_squares(ImageDraw.Draw(page), side, height, step, 185)
         rows, columns = np.mgrid[0:height, 0:side]
         shadow = 1 - 0.3 * np.exp(-3 * ((columns / side) ** 2 + (rows / height) ** 2))
         noisy = np.asarray(page.filter(ImageFilter.GaussianBlur(1))) * shadow + np.random.default_rng(side + step).normal(0, 3, (height, side))
