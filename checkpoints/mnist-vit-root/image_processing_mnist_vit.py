@@ -38,7 +38,9 @@ TIGHT_CROP_BORDER = 0.25
 TIGHT_CROP_STROKES = 0.2
 # Noise over this share of the strongest ink (a dim photo) is averaged out before strokes are told from it
 NOISY = 0.4
-# Ink this many times a straight line's typical ink, where the line runs, is a stroke crossing it or running along it
+# Ink this many times the ink of the lines that run its way (their cores: the 75th percentile, as a blurred line's
+# paler edges are half its pixels), where such a line runs, is a stroke crossing it or running along it; a margin
+# line, darker than the ruling, is the only line across it
 LINE_INK = 2
 # Ink fainter than this share of the lightest paper is the paper's texture or noise, not a stroke: on blank sheets
 # the strongest reaches 0.03-0.07 (a bright sticky note's noise too), a faint pencil's strokes 0.09-0.13 (medians)
@@ -360,9 +362,10 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
     strokes = ink > max(noise, 0.25 * strongest, FAINTEST * float(percentiles(gray, 99.5)), 1.0)
     if thumbnail:
         return ink, noise, (strokes if strokes.any() else None), np.zeros_like(strokes), strokes
-    lines = straight_lines(ink > noise)  # faint ruling is whole just above the noise
-    if lines.any():  # where a stroke crosses a line or runs along it, the pen's ink is darker than the ruling's
-        lines &= ink < LINE_INK * percentiles(ink[lines], 50)
+    lines = np.zeros_like(strokes)
+    for family in straight_lines(ink > noise):  # faint ruling is whole just above the noise
+        if family.any():  # where a stroke crosses a line or runs along it, the pen's ink is darker than the lines'
+            lines |= family & (ink < LINE_INK * percentiles(ink[family], 75))
     strokes &= ~lines
     return ink, noise, main_mark(strokes, plain), lines, strokes
 
@@ -487,17 +490,19 @@ def percentiles(values: np.ndarray, q) -> np.ndarray:
     return (low + (high - low) * (position - lower)).astype(values.dtype)
 
 
-def straight_lines(strokes: np.ndarray, max_tilt: int = 20) -> np.ndarray:
-    """Pixels of the thin straight lines that cross the picture from border to border, tilted up to `max_tilt`.
+def straight_lines(strokes: np.ndarray, max_tilt: int = 20) -> list[np.ndarray]:
+    """Pixels of the thin straight lines that cross the picture from border to border, tilted up to `max_tilt`:
+    those along its rows and those along its columns, as two masks.
 
-    Each line of a tilted family (rows, then columns; one degree apart) counts its thin ink pixels (with no
+    Each line of a tilted family (rows, then columns; half a degree apart: a line between two tilts drifts
+    under two pixels across the working size, over three at whole degrees) counts its thin ink pixels (with no
     ink a few pixels above and below) in each third of the picture. A line with such ink along at least half
     of every third, while the parallel lines a few pixels to either side hold far less, is a ruling line or
     a page edge; a broad stroke fills its neighbours too, and a written stroke never runs from border to
     border. Where a stroke crosses a line, its pixels are not thin and stay ink.
     """
-    found = np.zeros_like(strokes)
-    tilts = np.deg2rad(np.arange(-max_tilt, max_tilt + 1))[:, None]
+    found = []
+    tilts = np.deg2rad(np.linspace(-max_tilt, max_tilt, 4 * max_tilt + 1))[:, None]
     beside = max(2, round(0.01 * max(strokes.shape))) + 1  # lines are at most 1% of the picture thick
     for mask, transpose in ((strokes, False), (strokes.T, True)):
         # only ink with none `beside` pixels above and below can be on a thin, nearly level line
@@ -507,6 +512,7 @@ def straight_lines(strokes: np.ndarray, max_tilt: int = 20) -> np.ndarray:
         ys, xs = nonzero_pixels(thin)
         width = mask.shape[1]
         if ys.size < 0.5 * width:  # not enough ink for one line
+            found.append(np.zeros_like(strokes))
             continue
         offset = np.rint(ys - xs * np.tan(tilts)).astype(np.int64)  # (tilts, pixels): the line each pixel is on
         offset -= offset.min() - beside
@@ -522,7 +528,7 @@ def straight_lines(strokes: np.ndarray, max_tilt: int = 20) -> np.ndarray:
         on_line = np.take_along_axis(line, offset, axis=1).any(axis=0)
         hits = np.zeros_like(mask)
         hits[ys[on_line], xs[on_line]] = True
-        found |= hits.T if transpose else hits
+        found.append(hits.T if transpose else hits)
     return found
 
 
