@@ -540,10 +540,11 @@ def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
     picture; on `plain` paper (a canvas, a typed digit, a scan), which has no desk or shadows, only pieces along
     the border for over a quarter of it: a digit drawn or set up to the picture's edge touches it along a bold
     stroke. The main piece is the largest upright one, weighted by how central it is (on a photo, a tenth of
-    the picture long or more); pieces within a quarter of its size join it (the bar of a 7, the two strokes of
-    a 4) if they are at most half again as long (not a remnant of ruling). A mark twice as wide as it is tall is
-    no digit (a bit of ruling or of a shadow's edge); on plain paper, 2.5 times (3 of MNIST's 60,000 training
-    digits are flatter than 2:1, none than 2.2:1).
+    the picture long or more, and clear of the border if one such is: the page's edge can reach deep into it);
+    pieces within a quarter of its size join it (the bar of a 7, the two strokes of a 4) if they are at most half
+    again as long (not a remnant of ruling). A mark twice as wide as it is tall is no digit (a bit of ruling or
+    of a shadow's edge); on plain paper, 2.5 times (3 of MNIST's 60,000 training digits are flatter than 2:1,
+    none than 2.2:1).
     """
     labels, count = connected_components(dilate(strokes, 3))
     labels = labels * strokes
@@ -575,6 +576,8 @@ def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
     main_like = plausible & (bottom - top >= flattest * (right - left))
     if not plain:
         main_like &= size >= 0.1 * max(height, width)
+        if (main_like & (along_border == 0)).any():  # the digit is written on the page; desk and shadows reach in
+            main_like &= along_border == 0
     if not main_like.any():
         return None
     off_centre = np.hypot(((top + bottom) / 2 - height / 2) / height, ((left + right) / 2 - width / 2) / width)
