@@ -122,6 +122,7 @@ def ruled_page(side: int, tilt: float, line_fill: int, spacing: int) -> Image.Im
 
 
 def photographed(page: Image.Image, blur: float, noise: float, seed: int) -> Image.Image:
+    """The page as a camera gives it: blurred (a Gaussian of `blur` pixels) and with sensor noise of `noise` levels."""
     noisy = np.asarray(page.filter(ImageFilter.GaussianBlur(blur))) + np.random.default_rng(seed).normal(0, noise, page.size[::-1])
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
@@ -176,8 +177,7 @@ def test_a_thin_digit_beside_a_broad_shadow_band_is_dark_ink(classifier):
         height = side * 3 // 4
         band = [(0.35, 0), (1, 0), (1, 0.2), (0.7, 1), (0.2, 1)]  # the lit page left of it and a corner at the right
         draw.polygon([(x * side, y * height) for x, y in band], fill=130)
-        noisy = np.asarray(page.filter(ImageFilter.GaussianBlur(1))) + np.random.default_rng(side).normal(0, 4, (height, side))
-        pictures.append(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))
+        pictures.append(photographed(page, 1, 4, seed=side))
     assert [prediction and prediction.label for prediction in classifier.predict(pictures)] == ["7"] * 4
 
 
