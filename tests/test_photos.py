@@ -118,12 +118,14 @@ def ruled_page(side: int, tilt: float, line_fill: int, spacing: int) -> Image.Im
     draw = ImageDraw.Draw(sheet)
     for y in range(0, 2 * height, spacing):
         draw.line([(0, y), (2 * side, y)], fill=line_fill, width=max(1, side // 500))
-    return sheet.rotate(tilt, Image.Resampling.BICUBIC, fillcolor=226).crop((side // 2, height // 2, 3 * side // 2, 3 * height // 2))
+    turned = sheet.rotate(tilt, Image.Resampling.BICUBIC, fillcolor=226)
+    return turned.crop((side // 2, height // 2, 3 * side // 2, 3 * height // 2))
 
 
 def photographed(page: Image.Image, blur: float, noise: float, seed: int) -> Image.Image:
     """The page as a camera gives it: blurred (a Gaussian of `blur` pixels) and with sensor noise of `noise` levels."""
-    noisy = np.asarray(page.filter(ImageFilter.GaussianBlur(blur))) + np.random.default_rng(seed).normal(0, noise, page.size[::-1])
+    sensor = np.random.default_rng(seed).normal(0, noise, page.size[::-1])
+    noisy = np.asarray(page.filter(ImageFilter.GaussianBlur(blur))) + sensor
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
 
