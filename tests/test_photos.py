@@ -122,10 +122,11 @@ def ruled_page(side: int, tilt: float, line_fill: int, spacing: int) -> Image.Im
     return turned.crop((side // 2, height // 2, 3 * side // 2, 3 * height // 2))
 
 
-def photographed(page: Image.Image, blur: float, noise: float, seed: int) -> Image.Image:
-    """The page as a camera gives it: blurred (a Gaussian of `blur` pixels) and with sensor noise of `noise` levels."""
+def photographed(page: Image.Image, blur: float, noise: float, seed: int, light: np.ndarray | float = 1) -> Image.Image:
+    """The page as a camera gives it: blurred (a Gaussian of `blur` pixels), lit by `light` (a factor per pixel, or
+    one for all) and with sensor noise of `noise` levels."""
     sensor = np.random.default_rng(seed).normal(0, noise, page.size[::-1])
-    noisy = np.asarray(page.filter(ImageFilter.GaussianBlur(blur))) + sensor
+    noisy = np.asarray(page.filter(ImageFilter.GaussianBlur(blur))) * light + sensor
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
 
 
@@ -206,7 +207,7 @@ def test_the_pages_edge_reaching_deep_into_the_photo_does_not_hide_the_digit(cla
         height = side * 3 // 4
         draw.polygon([(0.9 * side, 0.3 * height), (0.92 * side, height), (0.89 * side, height)], fill=70)
         light = np.linspace(1, 0.85, side)  # falling off across the page, as a lamp's light does
-        pictures.append(Image.fromarray((np.asarray(photographed(page, 1, 3, side)) * light).astype(np.uint8)))
+        pictures.append(photographed(page, 1, 3, side, light))
     assert [prediction and prediction.label for prediction in classifier.predict(pictures)] == ["7"] * 4
 
 
@@ -230,8 +231,7 @@ def test_a_blank_squared_sheet_in_a_corner_shadow_is_refused(classifier):
         draw_squares(ImageDraw.Draw(page), side, height, step, 185)
         rows, columns = np.mgrid[0:height, 0:side]
         shadow = 1 - 0.3 * np.exp(-3 * ((columns / side) ** 2 + (rows / height) ** 2))
-        noisy = np.asarray(page.filter(ImageFilter.GaussianBlur(1))) * shadow + np.random.default_rng(side + step).normal(0, 3, (height, side))
-        sheets.append(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))
+        sheets.append(photographed(page, 1, 3, side + step, shadow))
     assert classifier.predict(sheets) == [None, None, None]
 
 
