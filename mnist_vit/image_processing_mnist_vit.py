@@ -64,6 +64,9 @@ SOLID = 0.6
 # digit 0.02-0.04. Strokes under THIN are widened to STROKE.
 THIN = 0.09
 STROKE = 0.12
+# A mark with over this share of the paper just around it as dark as itself is a shadow's tip, not ink: a fifth or
+# more for 8 blank sheets of independent sets, at most a tenth for their digits (in and out of shadows)
+DARK_SURROUNDINGS = 0.2
 # ITU-R 601-2 luma, the weights PIL uses for convert("L")
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -295,8 +298,8 @@ def find_digit(gray: np.ndarray) -> np.ndarray:
     canvas drawing with a pen as broad as MNIST's, a scan) comes back as it was, its ink at full strength. A
     picture where no digit is found is looked at once more with a margin of its paper around it: a digit cropped
     tight, whose strokes run along the border, is taken if it fills the picture and was mostly strokes at the
-    first look (TIGHT_CROP_STROKES). A solid patch (desk beside a sticky note) is no digit; thin strokes are
-    widened (`with_mnist_strokes`).
+    first look (TIGHT_CROP_STROKES). A solid patch (desk beside a sticky note) or the tip of a shadow is no
+    digit; thin strokes are widened (`with_mnist_strokes`).
     """
     ink, noise, digit, lines, strokes = digit_and_lines(gray)
     thumbnail = max(gray.shape) <= THUMBNAIL_SIZE
@@ -349,9 +352,11 @@ def is_patch(digit: np.ndarray) -> bool:
 def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | None, np.ndarray, np.ndarray]:
     """The ink, its noise level, the digit's mask (None: no plausible digit), the ruling lines' mask and the strokes.
 
-    Strokes are above the noise and at least a quarter as strong as the strongest ink. Where the noise is
-    over NOISY of the strongest ink (a dim photo), the ink is averaged over 3x3 pixels first: a third of the
-    noise, so that the strokes stay whole, for a blur that the digit's reduction to 20 pixels hides.
+    Strokes are above the noise and at least a quarter as strong as the strongest ink; on a photo, the strongest
+    ink away from what lies along the border (a dark desk would make a pale pencil's strokes too faint). Where
+    the noise is over NOISY of the strongest ink (a dim photo), the ink is averaged over 3x3 pixels first: a
+    third of the noise, so that the strokes stay whole, for a blur that the digit's reduction to 20 pixels hides.
+    A mark that is the tip of a larger dark area (`in_dark_area`) is no digit.
     """
     ink, plain = ink_against_paper(gray)
     noise, strongest = noise_level(ink), float(percentiles(ink, 99.9))
@@ -359,7 +364,14 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
     if not thumbnail and noise > NOISY * strongest:
         ink = box_blur_3x3(ink)
         noise, strongest = noise_level(ink), float(percentiles(ink, 99.9))
-    strokes = ink > max(noise, 0.25 * strongest, FAINTEST * float(percentiles(gray, 99.5)), 1.0)
+    faintest = max(noise, FAINTEST * float(percentiles(gray, 99.5)), 1.0)
+    strokes = ink > max(0.25 * strongest, faintest)
+    along = 0.06 * max(ink.shape)  # a piece lying along the border this far is no digit (main_mark)
+    if not plain and not thumbnail and border_pixels(strokes).sum() > along:
+        at_border = dilate(along_border(strokes, along), 3)  # desk or a shadow: may be far darker than the digit
+        if at_border.any() and not at_border.all():
+            strongest = min(strongest, float(percentiles(ink[~at_border], 99.9)))
+            strokes = ink > max(0.25 * strongest, faintest)
     if thumbnail:
         return ink, noise, (strokes if strokes.any() else None), np.zeros_like(strokes), strokes
     lines = np.zeros_like(strokes)
@@ -367,7 +379,37 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
         if family.any():  # where a stroke crosses a line or runs along it, the pen's ink is darker than the lines'
             lines |= family & (ink < LINE_INK * percentiles(ink[family], 75))
     strokes &= ~lines
-    return ink, noise, main_mark(strokes, plain), lines, strokes
+    digit = main_mark(strokes, plain)
+    if digit is not None and not plain and in_dark_area(gray, digit, lines):
+        digit = None
+    return ink, noise, digit, lines, strokes
+
+
+def in_dark_area(gray: np.ndarray, digit: np.ndarray, lines: np.ndarray) -> bool:
+    """Whether the mark is part of a larger dark area rather than ink on paper: over DARK_SURROUNDINGS of the
+    paper just around it (ruling aside) is as dark as the mark close by. A stroke is darker than the paper all
+    around it; a soft shadow's tip (from a hand or the phone), narrower than the paper's window, is filled in
+    like a stroke and read as a blob, but the shadow goes on beyond it, as dark."""
+    top, left, bottom, right = box_of(digit)
+    margin = 9  # the ring around the mark (4 pixels) and the window around each of its pixels (5)
+    box = np.s_[max(top - margin, 0) : bottom + margin, max(left - margin, 0) : right + margin]
+    gray, digit, lines = gray[box], digit[box], lines[box]
+    around = dilate(digit, 9) & ~dilate(digit, 3) & ~dilate(lines, 3)  # 2 to 4 pixels from the mark
+    if not around.any():
+        return False
+    mark = digit.astype(np.float32)
+    near = box_sum(gray * mark, 11) / np.maximum(box_sum(mark, 11), 1)  # the mark's mean level close by
+    if np.median(gray[around]) < np.median(gray[digit]):  # light ink on a dark ground
+        gray, near = -gray, -near
+    return float(np.mean(gray[around] <= near[around])) > DARK_SURROUNDINGS
+
+
+def along_border(mask: np.ndarray, length: float) -> np.ndarray:
+    """The connected pieces of a mask that lie along the picture's border for over `length` pixels."""
+    labels, count = connected_components(mask)
+    long = np.bincount(border_pixels(labels), minlength=count + 1) > length
+    long[0] = False  # the background
+    return long[labels]
 
 
 def border_share(strokes: np.ndarray) -> float:
@@ -429,19 +471,11 @@ def ink_against_paper(gray: np.ndarray) -> tuple[np.ndarray, bool]:
     paper, wide_paper = closing(gray, narrow), closing(gray, wide)
     # the narrow paper sinks below the wide one in a shadow, which reaches the border, and in a bold stroke
     deep = SUNK * (lightest - darkest)
-    bold = inner_pieces(wide_paper - paper > deep)
+    sunk = opening(wide_paper - paper > deep, 5)  # narrower is the rim of a shadow, not a stroke
+    bold = sunk & ~along_border(sunk, 0)
     # and the edges of the sunk patch, where the narrow paper sinks less: the stroke's pixels, darker than it
     bold |= dilate(bold, narrow) & (paper - gray > deep)
     return np.where(bold | (paper < np.minimum(wide_paper, typical) / 3), wide_paper, paper) - gray, False
-
-
-def inner_pieces(mask: np.ndarray) -> np.ndarray:
-    """The connected pieces of a mask that do not touch the picture's border."""
-    labels, count = connected_components(mask)
-    at_border = np.zeros(count + 1, bool)
-    at_border[0] = True  # the background
-    at_border[border_pixels(labels)] = True
-    return ~at_border[labels]
 
 
 def has_dark_ink(gray: np.ndarray, window: int, darkest: float, typical: float, lightest: float) -> bool:
@@ -698,6 +732,17 @@ def closing(gray: np.ndarray, window: int) -> np.ndarray:
     return min_filter(max_filter(gray, window), window)
 
 
+def box_sum(values: np.ndarray, window: int) -> np.ndarray:
+    """The sum over a centred square window of odd length; nothing beyond the picture counts."""
+    half = window // 2
+    for axis in (0, 1):
+        length = values.shape[axis]
+        padding = [(half + 1, half) if each == axis else (0, 0) for each in (0, 1)]
+        sums = np.cumsum(np.pad(values, padding), axis=axis)
+        values = np.take(sums, np.arange(window, window + length), axis) - np.take(sums, np.arange(length), axis)
+    return values
+
+
 def box_blur_3x3(values: np.ndarray) -> np.ndarray:
     """The mean over each pixel's 3x3 neighbourhood; the border repeats the edge."""
     padded = np.pad(values, 1, mode="edge")
@@ -707,6 +752,11 @@ def box_blur_3x3(values: np.ndarray) -> np.ndarray:
 
 def dilate(mask: np.ndarray, window: int) -> np.ndarray:
     return max_filter(mask.astype(np.uint8), window).astype(bool)
+
+
+def opening(mask: np.ndarray, window: int) -> np.ndarray:
+    """The mask without the parts narrower than `window`."""
+    return dilate(erode(mask, window), window)
 
 
 def erode(mask: np.ndarray, window: int) -> np.ndarray:
