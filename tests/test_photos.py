@@ -237,6 +237,21 @@ def test_the_tip_of_a_hands_shadow_is_not_a_digit(classifier):
     assert classifier.predict(sheets) == [None] * 12
 
 
+def test_a_big_straight_one_is_not_a_ruling_line(classifier):
+    """A ballpoint 1 two thirds of a landscape photo's height, straight and thin: it covered half of every third of
+    the picture's height and was taken out as a ruling line (these 4 blank). A lone line that stops short of the
+    border at both ends, darker than a thin edge, is a stroke."""
+    pictures = []
+    for side, tilt in [(1200, -4), (1600, 3), (2000, -8), (2400, 6)]:
+        height = side * 3 // 4
+        page = Image.new("L", (side, height), 226)
+        top, bottom = 0.15 * height, 0.85 * height
+        lean = np.tan(np.deg2rad(tilt)) * (bottom - top) / 2
+        ImageDraw.Draw(page).line([(side / 2 + lean, top), (side / 2 - lean, bottom)], fill=50, width=side // 250)
+        pictures.append(photographed(page, 1, 3, side))
+    assert [prediction and prediction.label for prediction in classifier.predict(pictures)] == ["1"] * 4
+
+
 def test_a_faint_digit_beside_a_dark_desk_keeps_its_strokes(classifier):
     """A pale pencil 7 on a page with a strip of dark desk at the bottom border: strokes were told from the
     strongest ink, the desk's, and the 7's were under a quarter of it (these 4 blank). On a photo, what lies

@@ -375,14 +375,28 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
     if thumbnail:
         return ink, noise, (strokes if strokes.any() else None), np.zeros_like(strokes), strokes
     lines = np.zeros_like(strokes)
-    for family in straight_lines(ink > noise):  # faint ruling is whole just above the noise
-        if family.any():  # where a stroke crosses a line or runs along it, the pen's ink is darker than the lines'
+    for axis, family in zip((1, 0), straight_lines(ink > noise)):  # faint ruling is whole just above the noise
+        if family.any() and not is_long_stroke(family, axis, ink, faintest):
+            # where a stroke crosses a line or runs along it, the pen's ink is darker than the lines'
             lines |= family & (ink < LINE_INK * percentiles(ink[family], 75))
     strokes &= ~lines
     digit = main_mark(strokes, plain)
     if digit is not None and not plain and in_dark_area(gray, digit, lines):
         digit = None
     return ink, noise, digit, lines, strokes
+
+
+def is_long_stroke(family: np.ndarray, axis: int, ink: np.ndarray, faintest: float) -> bool:
+    """Whether a family of straight lines (along `axis`) is a pen's long straight stroke (a big 1, a 2's base):
+    one line that stops short of the picture's border at both ends, by a tenth of it (ruling, a margin line and the
+    page's edge run to the border or to the desk), and darker than a thin edge (of a sticky note: twice the
+    faintest stroke)."""
+    if connected_components(dilate(family, 5))[1] != 1:
+        return False
+    extent = np.nonzero(family.any(axis=1 - axis))[0]
+    length = family.shape[axis]
+    short = extent[0] > 0.1 * length and extent[-1] < 0.9 * length
+    return short and float(np.median(ink[family])) > 2 * faintest
 
 
 def in_dark_area(gray: np.ndarray, digit: np.ndarray, lines: np.ndarray) -> bool:
