@@ -252,6 +252,14 @@ def test_a_big_straight_one_is_not_a_ruling_line(classifier):
     assert [prediction and prediction.label for prediction in classifier.predict(pictures)] == ["1"] * 4
 
 
+def test_a_margin_line_looked_at_again_is_not_a_one(classifier):
+    """A blank ruled sheet from an independent generator (kept at 384 px): looked at once more with a margin of
+    paper around it, for a digit cropped tight, its margin line stopped short of the border at both ends and was
+    kept as a long stroke, read as a 1. A lone line is a stroke only where no lines cross it."""
+    sheet = Image.open(Path(__file__).parent / "data" / "blank_ruled_sheet_with_margin_line.jpg")
+    assert classifier.predict([sheet]) == [None]
+
+
 def test_a_faint_digit_beside_a_dark_desk_keeps_its_strokes(classifier):
     """A pale pencil 7 on a page with a strip of dark desk at the bottom border: strokes were told from the
     strongest ink, the desk's, and the 7's were under a quarter of it (these 4 blank). On a photo, what lies

@@ -375,8 +375,9 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
     if thumbnail:
         return ink, noise, (strokes if strokes.any() else None), np.zeros_like(strokes), strokes
     lines = np.zeros_like(strokes)
-    for axis, family in zip((1, 0), straight_lines(ink > noise)):  # faint ruling is whole just above the noise
-        if family.any() and not is_long_stroke(family, axis, ink, faintest):
+    rows, columns = straight_lines(ink > noise)  # faint ruling is whole just above the noise
+    for family, axis, crossing in ((rows, 1, columns), (columns, 0, rows)):
+        if family.any() and not is_long_stroke(family, crossing, axis, ink, faintest):
             # where a stroke crosses a line or runs along it, the pen's ink is darker than the lines'
             lines |= family & (ink < LINE_INK * percentiles(ink[family], 75))
     strokes &= ~lines
@@ -386,12 +387,12 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
     return ink, noise, digit, lines, strokes
 
 
-def is_long_stroke(family: np.ndarray, axis: int, ink: np.ndarray, faintest: float) -> bool:
+def is_long_stroke(family: np.ndarray, crossing: np.ndarray, axis: int, ink: np.ndarray, faintest: float) -> bool:
     """Whether a family of straight lines (along `axis`) is a pen's long straight stroke (a big 1, a 2's base):
-    one line that stops short of the picture's border at both ends, by a tenth of it (ruling, a margin line and the
-    page's edge run to the border or to the desk), and darker than a thin edge (of a sticky note: twice the
-    faintest stroke)."""
-    if connected_components(dilate(family, 5))[1] != 1:
+    one line, with none `crossing` it (a margin line crosses the ruling), that stops short of the picture's border
+    at both ends, by a tenth of it (ruling, a margin line and the page's edge run to the border or to the desk),
+    and darker than a thin edge (of a sticky note: twice the faintest stroke)."""
+    if crossing.any() or connected_components(dilate(family, 5))[1] != 1:
         return False
     extent = np.nonzero(family.any(axis=1 - axis))[0]
     length = family.shape[axis]
