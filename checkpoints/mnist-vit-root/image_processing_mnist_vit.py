@@ -65,8 +65,11 @@ SOLID = 0.6
 THIN = 0.09
 STROKE = 0.12
 # A mark with over this share of the paper just around it as dark as itself is a shadow's tip, not ink: a fifth or
-# more for 8 blank sheets of independent sets, at most a tenth for their digits (in and out of shadows)
+# more for 8 blank sheets of independent sets, at most 0.11 for their digits (in and out of shadows)
 DARK_SURROUNDINGS = 0.2
+# A photo's piece lying along its border for more than this share of the longer side is desk, a shadow or the
+# page's edge, not a digit (on plain paper, which has none of them, a quarter)
+ALONG_BORDER = 0.06
 # ITU-R 601-2 luma, the weights PIL uses for convert("L")
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -358,7 +361,7 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
     third of the noise, so that the strokes stay whole, for a blur that the digit's reduction to 20 pixels hides.
     A mark that is the tip of a larger dark area (`in_dark_area`) is no digit.
     """
-    ink, plain = ink_against_paper(gray)
+    ink, plain, dark = ink_against_paper(gray)
     noise, strongest = noise_level(ink), float(percentiles(ink, 99.9))
     thumbnail = max(ink.shape) <= THUMBNAIL_SIZE  # MNIST's 28x28, an icon: all digit, no desk, ruling or specks
     if not thumbnail and noise > NOISY * strongest:
@@ -366,9 +369,10 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
         noise, strongest = noise_level(ink), float(percentiles(ink, 99.9))
     faintest = max(noise, FAINTEST * float(percentiles(gray, 99.5)), 1.0)
     strokes = ink > max(0.25 * strongest, faintest)
-    along = 0.06 * max(ink.shape)  # a piece lying along the border this far is no digit (main_mark)
+    along = ALONG_BORDER * max(ink.shape)
     if not plain and not thumbnail and border_pixels(strokes).sum() > along:
-        at_border = dilate(along_border(strokes, along), 3)  # desk or a shadow: may be far darker than the digit
+        # desk or a shadow, far darker than the digit perhaps: the pieces main_mark drops as no digit
+        at_border = dilate(along_border(dilate(strokes, 3), along), 3)
         if at_border.any() and not at_border.all():
             strongest = min(strongest, float(percentiles(ink[~at_border], 99.9)))
             strokes = ink > max(0.25 * strongest, faintest)
@@ -382,16 +386,16 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
             lines |= family & (ink < LINE_INK * percentiles(ink[family], 75))
     strokes &= ~lines
     digit = main_mark(strokes, plain)
-    if digit is not None and not plain and in_dark_area(gray, digit, lines):
+    if digit is not None and not plain and in_dark_area(dark, digit, lines):
         digit = None
     return ink, noise, digit, lines, strokes
 
 
 def is_long_stroke(family: np.ndarray, crossing: np.ndarray, axis: int, ink: np.ndarray, faintest: float) -> bool:
     """Whether a family of straight lines (along `axis`) is a pen's long straight stroke (a big 1, a 2's base):
-    one line, with none `crossing` it (a margin line crosses the ruling), that stops short of the picture's border
-    at both ends, by a tenth of it (ruling, a margin line and the page's edge run to the border or to the desk),
-    and darker than a thin edge (of a sticky note: twice the faintest stroke)."""
+    one line, with no lines of the other family (`crossing`: a margin line goes with ruling), that stops short of
+    the picture's border at both ends, by a tenth of it (ruling, a margin line and the page's edge run to the
+    border), and darker than a thin edge (a sticky note's: twice the faintest level a stroke may have)."""
     if crossing.any() or connected_components(dilate(family, 5))[1] != 1:
         return False
     extent = np.nonzero(family.any(axis=1 - axis))[0]
@@ -400,23 +404,20 @@ def is_long_stroke(family: np.ndarray, crossing: np.ndarray, axis: int, ink: np.
     return short and float(np.median(ink[family])) > 2 * faintest
 
 
-def in_dark_area(gray: np.ndarray, digit: np.ndarray, lines: np.ndarray) -> bool:
+def in_dark_area(dark: np.ndarray, digit: np.ndarray, lines: np.ndarray) -> bool:
     """Whether the mark is part of a larger dark area rather than ink on paper: over DARK_SURROUNDINGS of the
-    paper just around it (ruling aside) is as dark as the mark close by. A stroke is darker than the paper all
-    around it; a soft shadow's tip (from a hand or the phone), narrower than the paper's window, is filled in
-    like a stroke and read as a blob, but the shadow goes on beyond it, as dark."""
+    paper just around it (ruling aside) is as dark as the mark close by, in `dark` (the picture with its ink dark).
+    A stroke is darker than the paper all around it; a soft shadow's tip (from a hand or the phone), narrower than
+    the paper's window, is filled in like a stroke and read as a blob, but the shadow goes on beyond it, as dark."""
     top, left, bottom, right = box_of(digit)
-    margin = 9  # the ring around the mark (4 pixels) and the window around each of its pixels (5)
-    box = np.s_[max(top - margin, 0) : bottom + margin, max(left - margin, 0) : right + margin]
-    gray, digit, lines = gray[box], digit[box], lines[box]
-    around = dilate(digit, 9) & ~dilate(digit, 3) & ~dilate(lines, 3)  # 2 to 4 pixels from the mark
+    box = np.s_[max(top - 4, 0) : bottom + 4, max(left - 4, 0) : right + 4]  # the mark and the ring around it
+    level, mark, ruling = dark[box], digit[box], lines[box]
+    around = dilate(mark, 9) & ~dilate(mark, 3) & ~dilate(ruling, 3)  # 2 to 4 pixels from the mark
     if not around.any():
         return False
-    mark = digit.astype(np.float32)
-    near = box_sum(gray * mark, 11) / np.maximum(box_sum(mark, 11), 1)  # the mark's mean level close by
-    if np.median(gray[around]) < np.median(gray[digit]):  # light ink on a dark ground
-        gray, near = -gray, -near
-    return float(np.mean(gray[around] <= near[around])) > DARK_SURROUNDINGS
+    weight = mark.astype(np.float32)
+    near = box_sum(level * weight, 11) / np.maximum(box_sum(weight, 11), 1)  # the mark's mean level close by
+    return float(np.mean(level[around] <= near[around])) > DARK_SURROUNDINGS
 
 
 def along_border(mask: np.ndarray, length: float) -> np.ndarray:
@@ -457,9 +458,9 @@ def odd(length: float) -> int:
     return max(1, int(length) // 2 * 2 + 1)
 
 
-def ink_against_paper(gray: np.ndarray) -> tuple[np.ndarray, bool]:
-    """How far each pixel is from the paper around it, towards the ink's side (dark ink or light ink), and
-    whether the paper is plain.
+def ink_against_paper(gray: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray]:
+    """How far each pixel is from the paper around it, towards the ink's side (dark ink or light ink), whether
+    the paper is plain, and the picture with its ink dark (the negative for light ink).
 
     The paper is the picture with every ink feature narrower than a window closed over (a morphological
     closing for dark ink, an opening for light ink): it follows gradients, soft shadows and the hard edge of
@@ -482,15 +483,15 @@ def ink_against_paper(gray: np.ndarray) -> tuple[np.ndarray, bool]:
         gray, levels = 255 - gray, 255 - levels[::-1]
     darkest, typical, lightest = levels
     if lightest - typical <= PLAIN * (lightest - darkest):
-        return np.clip(typical - gray, 0, None), True
+        return np.clip(typical - gray, 0, None), True, gray
     paper, wide_paper = closing(gray, narrow), closing(gray, wide)
     # the narrow paper sinks below the wide one in a shadow, which reaches the border, and in a bold stroke
     deep = SUNK * (lightest - darkest)
-    sunk = opening(wide_paper - paper > deep, 5)  # narrower is the rim of a shadow, not a stroke
-    bold = sunk & ~along_border(sunk, 0)
+    sunk = wide_paper - paper > deep
+    bold = opening(sunk & ~along_border(sunk, 0), 5)  # narrower is the rim of a shadow, not a stroke
     # and the edges of the sunk patch, where the narrow paper sinks less: the stroke's pixels, darker than it
     bold |= dilate(bold, narrow) & (paper - gray > deep)
-    return np.where(bold | (paper < np.minimum(wide_paper, typical) / 3), wide_paper, paper) - gray, False
+    return np.where(bold | (paper < np.minimum(wide_paper, typical) / 3), wide_paper, paper) - gray, False, gray
 
 
 def has_dark_ink(gray: np.ndarray, window: int, darkest: float, typical: float, lightest: float) -> bool:
@@ -612,24 +613,24 @@ def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
     np.maximum.at(right, which, xs + 1)
     size = np.maximum(bottom - top, right - left)
     # a stroke may run off the picture (a big drawing); desk, shadows and the page's edge lie along its border
-    along_border = np.bincount(border_pixels(labels), minlength=count + 1)[1:]
+    border_contact = np.bincount(border_pixels(labels), minlength=count + 1)[1:]
     plausible = (
         (areas >= 0.0005 * strokes.size)
         & (size >= 0.04 * max(height, width))
-        & (along_border <= (0.25 if plain else 0.06) * max(height, width))
+        & (border_contact <= (0.25 if plain else ALONG_BORDER) * max(height, width))
     )
     if not plain:  # a photo: no slivers of desk or shadow at its border
         depth = np.zeros(count, np.int64)  # how far each piece reaches into the picture from its border
         np.maximum.at(depth, which, np.minimum(np.minimum(ys, height - 1 - ys), np.minimum(xs, width - 1 - xs)))
-        plausible &= (along_border == 0) | (depth >= SLIVER_DEPTH * max(height, width))
+        plausible &= (border_contact == 0) | (depth >= SLIVER_DEPTH * max(height, width))
     flattest = 0.4 if plain else 0.5
     # the main piece is upright (a flat one is a bit of ruling or of a shadow's edge); on a photo, where a
     # digit is a tenth of the picture or more, it is that large (not a speck of grain or of a shadow's edge)
     main_like = plausible & (bottom - top >= flattest * (right - left))
     if not plain:
         main_like &= size >= 0.1 * max(height, width)
-        if (main_like & (along_border == 0)).any():  # the digit is written on the page; desk and shadows reach in
-            main_like &= along_border == 0
+        if (main_like & (border_contact == 0)).any():  # the digit is written on the page; desk and shadows reach in
+            main_like &= border_contact == 0
     if not main_like.any():
         return None
     off_centre = np.hypot(((top + bottom) / 2 - height / 2) / height, ((left + right) / 2 - width / 2) / width)
