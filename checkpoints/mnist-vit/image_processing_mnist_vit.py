@@ -396,12 +396,11 @@ def is_long_stroke(family: np.ndarray, crossing: np.ndarray, axis: int, ink: np.
     one line, with no lines of the other family (`crossing`: a margin line goes with ruling), that stops short of
     the picture's border at both ends, by a tenth of it (ruling, a margin line and the page's edge run to the
     border), and darker than a thin edge (a sticky note's: twice the faintest level a stroke may have)."""
-    if crossing.any() or connected_components(dilate(family, 5))[1] != 1:
-        return False
     extent = np.nonzero(family.any(axis=1 - axis))[0]
     length = family.shape[axis]
-    short = extent[0] > 0.1 * length and extent[-1] < 0.9 * length
-    return short and float(np.median(ink[family])) > 2 * faintest
+    if crossing.any() or extent[0] <= 0.1 * length or extent[-1] >= 0.9 * length:
+        return False
+    return float(np.median(ink[family])) > 2 * faintest and connected_components(dilate(family, 5))[1] == 1
 
 
 def in_dark_area(dark: np.ndarray, digit: np.ndarray, lines: np.ndarray) -> bool:
@@ -488,7 +487,9 @@ def ink_against_paper(gray: np.ndarray) -> tuple[np.ndarray, bool, np.ndarray]:
     # the narrow paper sinks below the wide one in a shadow, which reaches the border, and in a bold stroke
     deep = SUNK * (lightest - darkest)
     sunk = wide_paper - paper > deep
-    bold = opening(sunk & ~along_border(sunk, 0), 5)  # narrower is the rim of a shadow, not a stroke
+    bold = sunk & ~along_border(sunk, 0)
+    if bold.any():
+        bold = opening(bold, 5)  # narrower is the rim of a shadow, not a stroke
     # and the edges of the sunk patch, where the narrow paper sinks less: the stroke's pixels, darker than it
     bold |= dilate(bold, narrow) & (paper - gray > deep)
     return np.where(bold | (paper < np.minimum(wide_paper, typical) / 3), wide_paper, paper) - gray, False, gray
@@ -751,12 +752,9 @@ def closing(gray: np.ndarray, window: int) -> np.ndarray:
 def box_sum(values: np.ndarray, window: int) -> np.ndarray:
     """The sum over a centred square window of odd length; nothing beyond the picture counts."""
     half = window // 2
-    for axis in (0, 1):
-        length = values.shape[axis]
-        padding = [(half + 1, half) if each == axis else (0, 0) for each in (0, 1)]
-        sums = np.cumsum(np.pad(values, padding), axis=axis)
-        values = np.take(sums, np.arange(window, window + length), axis) - np.take(sums, np.arange(length), axis)
-    return values
+    sums = np.cumsum(np.pad(values, half + 1)[:-1, :-1], axis=0)  # a zero before each window's first value
+    sums = np.cumsum(sums[window:] - sums[:-window], axis=1)
+    return sums[:, window:] - sums[:, :-window]
 
 
 def box_blur_3x3(values: np.ndarray) -> np.ndarray:
