@@ -255,7 +255,7 @@ def test_a_big_straight_one_is_not_a_ruling_line(classifier):
 def test_a_margin_line_looked_at_again_is_not_a_one(classifier):
     """A blank ruled sheet from an independent generator (kept at 384 px): looked at once more with a margin of
     paper around it, for a digit cropped tight, its margin line stopped short of the border at both ends and was
-    kept as a long stroke, read as a 1. A lone line is a stroke only where no lines cross it."""
+    kept as a long stroke, read as a 1. A lone line is a stroke only where there are no lines the other way."""
     sheet = Image.open(Path(__file__).parent / "data" / "blank_ruled_sheet_with_margin_line.jpg")
     assert classifier.predict([sheet]) == [None]
 

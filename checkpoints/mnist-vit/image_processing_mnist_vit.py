@@ -371,7 +371,8 @@ def digit_and_lines(gray: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | N
     strokes = ink > max(0.25 * strongest, faintest)
     along = ALONG_BORDER * max(ink.shape)
     if not plain and not thumbnail and border_pixels(strokes).sum() > along:
-        # desk or a shadow, far darker than the digit perhaps: the pieces main_mark drops as no digit
+        # desk or a shadow, far darker than the digit perhaps: pieces along the border (joined over 3 pixels, as
+        # main_mark joins them) for longer than main_mark allows a digit
         at_border = dilate(along_border(dilate(strokes, 3), along), 3)
         if at_border.any() and not at_border.all():
             strongest = min(strongest, float(percentiles(ink[~at_border], 99.9)))
@@ -422,9 +423,12 @@ def in_dark_area(dark: np.ndarray, digit: np.ndarray, lines: np.ndarray) -> bool
 def along_border(mask: np.ndarray, length: float) -> np.ndarray:
     """The connected pieces of a mask that lie along the picture's border for over `length` pixels."""
     labels, count = connected_components(mask)
-    long = np.bincount(border_pixels(labels), minlength=count + 1) > length
-    long[0] = False  # the background
-    return long[labels]
+    return np.concatenate([[False], border_contact(labels, count) > length])[labels]
+
+
+def border_contact(labels: np.ndarray, count: int) -> np.ndarray:
+    """How many of the picture's border pixels each of the pieces labelled 1..count covers."""
+    return np.bincount(border_pixels(labels), minlength=count + 1)[1:]
 
 
 def border_share(strokes: np.ndarray) -> float:
@@ -614,24 +618,24 @@ def main_mark(strokes: np.ndarray, plain: bool) -> np.ndarray | None:
     np.maximum.at(right, which, xs + 1)
     size = np.maximum(bottom - top, right - left)
     # a stroke may run off the picture (a big drawing); desk, shadows and the page's edge lie along its border
-    border_contact = np.bincount(border_pixels(labels), minlength=count + 1)[1:]
+    contact = border_contact(labels, count)
     plausible = (
         (areas >= 0.0005 * strokes.size)
         & (size >= 0.04 * max(height, width))
-        & (border_contact <= (0.25 if plain else ALONG_BORDER) * max(height, width))
+        & (contact <= (0.25 if plain else ALONG_BORDER) * max(height, width))
     )
     if not plain:  # a photo: no slivers of desk or shadow at its border
         depth = np.zeros(count, np.int64)  # how far each piece reaches into the picture from its border
         np.maximum.at(depth, which, np.minimum(np.minimum(ys, height - 1 - ys), np.minimum(xs, width - 1 - xs)))
-        plausible &= (border_contact == 0) | (depth >= SLIVER_DEPTH * max(height, width))
+        plausible &= (contact == 0) | (depth >= SLIVER_DEPTH * max(height, width))
     flattest = 0.4 if plain else 0.5
     # the main piece is upright (a flat one is a bit of ruling or of a shadow's edge); on a photo, where a
     # digit is a tenth of the picture or more, it is that large (not a speck of grain or of a shadow's edge)
     main_like = plausible & (bottom - top >= flattest * (right - left))
     if not plain:
         main_like &= size >= 0.1 * max(height, width)
-        if (main_like & (border_contact == 0)).any():  # the digit is written on the page; desk and shadows reach in
-            main_like &= border_contact == 0
+        if (main_like & (contact == 0)).any():  # the digit is written on the page; desk and shadows reach in
+            main_like &= contact == 0
     if not main_like.any():
         return None
     off_centre = np.hypot(((top + bottom) / 2 - height / 2) / height, ((left + right) / 2 - width / 2) / width)
